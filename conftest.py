@@ -1,0 +1,72 @@
+"""Fixtures shared by every app's tests: real Kalshi recordings and a client that serves them."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from markets.kalshi import KalshiClient
+
+KALSHI_FIXTURES = Path(__file__).parent / "markets" / "tests" / "fixtures" / "kalshi"
+
+
+def load_kalshi_fixture(name: str) -> Any:
+    """A recorded Kalshi response body as JSON, unwrapped from the recorder's envelope."""
+    data = json.loads((KALSHI_FIXTURES / name).read_text())
+    if name.startswith("legacy_"):
+        return data["response"]
+    return data
+
+
+@pytest.fixture
+def kalshi_fixture() -> Callable[[str], Any]:
+    return load_kalshi_fixture
+
+
+Route = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def kalshi_client() -> Iterator[Callable[[Route], KalshiClient]]:
+    """Build a KalshiClient whose network edge is `httpx.MockTransport(handler)`; no sleeping."""
+    clients: list[KalshiClient] = []
+
+    def make(handler: Route, **kwargs: Any) -> KalshiClient:
+        kwargs.setdefault("sleep", lambda seconds: None)
+        client = KalshiClient(
+            base_url="https://kalshi.test/trade-api/v2", transport=httpx.MockTransport(handler), **kwargs
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if os.environ.get("KALSHI_REQUIRE_POSTGRES") == "1" and "postgresql" not in engine:
+        raise pytest.UsageError(
+            f"KALSHI_REQUIRE_POSTGRES=1 but DATABASE_URL points at {engine}; "
+            "the suite must run against PostgreSQL (see README)."
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)

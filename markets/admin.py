@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpRequest
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+from .models import Event, Market, MarketSnapshot, PollRun, Series
+
+
+class EstimatedCountPaginator(Paginator):
+    """Uses PostgreSQL's planner estimate instead of COUNT(*) for unfiltered big tables."""
+
+    @cached_property
+    def count(self) -> int:  # type: ignore[override]
+        query = self.object_list.query  # type: ignore[union-attr]
+        if connection.vendor == "postgresql" and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
+                    [self.object_list.model._meta.db_table],  # type: ignore[union-attr]
+                )
+                row = cursor.fetchone()
+            if row and row[0] > 10_000:
+                return int(row[0])
+        return super().count
+
+
+def pretty_json(value: Any) -> str:
+    if value is None:
+        return "—"
+    return format_html(
+        "<pre style='white-space:pre-wrap;max-width:60em'>{}</pre>", json.dumps(value, indent=2)
+    )
+
+
+class RawJsonMixin:
+    @admin.display(description="Raw JSON")
+    def raw_pretty(self, obj: Any) -> str:
+        return pretty_json(obj.raw)
+
+
+@admin.register(Series)
+class SeriesAdmin(RawJsonMixin, admin.ModelAdmin[Series]):
+    list_display = ["ticker", "title", "category", "fee_type", "fee_multiplier", "synced_at"]
+    list_filter = ["category", "fee_type"]
+    search_fields = ["ticker", "title"]
+    readonly_fields = ["raw_pretty", "created_at"]
+    exclude = ["raw"]
+
+
+@admin.register(Event)
+class EventAdmin(RawJsonMixin, admin.ModelAdmin[Event]):
+    list_display = ["ticker", "title", "series", "category", "synced_at"]
+    search_fields = ["ticker", "title"]
+    raw_id_fields = ["series"]
+    readonly_fields = ["raw_pretty", "created_at"]
+    exclude = ["raw"]
+    show_full_result_count = False
+
+
+@admin.register(Market)
+class MarketAdmin(RawJsonMixin, admin.ModelAdmin[Market]):
+    list_display = [
+        "ticker",
+        "title",
+        "status",
+        "yes_bid",
+        "yes_ask",
+        "last_price",
+        "volume_24h",
+        "close_time",
+    ]
+    list_filter = ["status", "result", "market_type"]
+    search_fields = ["ticker", "title", "event__ticker"]
+    raw_id_fields = ["event"]
+    readonly_fields = ["raw_pretty", "quote_digest", "last_snapshot_at", "first_seen_at"]
+    exclude = ["raw"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
+@admin.register(MarketSnapshot)
+class MarketSnapshotAdmin(RawJsonMixin, admin.ModelAdmin[MarketSnapshot]):
+    list_display = [
+        "market",
+        "captured_at",
+        "source",
+        "yes_bid",
+        "yes_ask",
+        "last_price",
+        "volume",
+        "open_interest",
+    ]
+    list_filter = ["source"]
+    list_select_related = ["market"]
+    search_fields = ["=market__ticker"]
+    raw_id_fields = ["market"]
+    date_hierarchy = "captured_at"
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    exclude = ["raw"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: MarketSnapshot | None = None) -> list[str]:
+        return [f.name for f in MarketSnapshot._meta.fields if f.name != "raw"] + ["raw_pretty"]
+
+    # Snapshots are an observed record: nobody edits history by hand.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: MarketSnapshot | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: MarketSnapshot | None = None) -> bool:
+        return False
+
+
+@admin.register(PollRun)
+class PollRunAdmin(admin.ModelAdmin[PollRun]):
+    list_display = [
+        "started_at",
+        "outcome",
+        "duration",
+        "pages",
+        "markets_seen",
+        "snapshots_written",
+        "unchanged_skipped",
+        "errors",
+        "requests",
+    ]
+    list_filter = ["outcome", "trigger"]
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: PollRun | None = None) -> bool:
+        return False

@@ -1,0 +1,677 @@
+"""Poll cycles: page through Kalshi's open markets and store what changed.
+
+This is the only module that writes markets and snapshots from the poller. One cycle reads every
+page of `GET /markets?status=open`, and for each page, in one transaction:
+
+* markets seen for the first time, or whose metadata changed (`updated_time`, `status`, `result`),
+  are parsed in full and upserted;
+* markets whose quote changed since their last stored snapshot (or whose heartbeat is due) get a
+  new snapshot and their latest quote updated;
+* everything else costs one digest comparison and no write.
+
+On PostgreSQL the quote path uses COPY (psycopg 3) into the snapshot table and a temporary table
+for the market update; on SQLite it uses `bulk_create` and `executemany`. Pages are processed one
+at a time, so memory stays flat however many markets Kalshi lists.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import locks
+from .kalshi import (
+    KalshiClient,
+    KalshiError,
+    KalshiEvent,
+    KalshiMarket,
+    KalshiQuote,
+    KalshiSeries,
+    MalformedPayload,
+    MarketsPage,
+)
+from .models import Event, Market, MarketSnapshot, PollOutcome, PollRun, Series, SnapshotSource
+
+logger = logging.getLogger(__name__)
+
+POLL_LOCK_NAME = "poll-markets"
+# Requests a cycle may spend filling in events and series it has only seen by ticker.
+REFERENCE_SYNC_BUDGET = 40
+EVENTS_PER_REQUEST = 100
+_MISSING = Decimal(-1)  # stands in for None in digests; no real price or count is negative
+
+SNAPSHOT_COLUMNS = (
+    "market_id",
+    "captured_at",
+    "source",
+    "yes_bid",
+    "yes_ask",
+    "no_bid",
+    "no_ask",
+    "last_price",
+    "yes_bid_size",
+    "yes_ask_size",
+    "volume",
+    "volume_24h",
+    "open_interest",
+)
+# Columns the quote path rewrites on Market, after `id`.
+_QUOTE_UPDATE_COLUMNS = (
+    "yes_bid",
+    "yes_ask",
+    "no_bid",
+    "no_ask",
+    "last_price",
+    "yes_bid_size",
+    "yes_ask_size",
+    "volume",
+    "volume_24h",
+    "open_interest",
+    "previous_yes_bid",
+    "previous_yes_ask",
+    "previous_price",
+    "quote_digest",
+    "last_snapshot_at",
+    "raw",
+)
+
+
+def quote_digest(quote: KalshiQuote | KalshiMarket) -> int:
+    """A 64-bit digest of everything a snapshot or the market table shows.
+
+    Python's hash of a tuple of Decimals is computed from the numbers alone (no per-process salt,
+    unlike str), so the value stored by one process matches the one computed by the next.
+    A new CPython could change it; that costs one extra snapshot per market, once.
+    """
+    values = (
+        quote.yes_bid,
+        quote.yes_ask,
+        quote.no_bid,
+        quote.no_ask,
+        quote.last_price,
+        quote.yes_bid_size,
+        quote.yes_ask_size,
+        quote.volume,
+        quote.volume_24h,
+        quote.open_interest,
+        quote.previous_yes_bid,
+        quote.previous_yes_ask,
+        quote.previous_price,
+    )
+    return hash(tuple(_MISSING if v is None else v for v in values))
+
+
+@dataclass
+class PageStats:
+    markets_seen: int = 0
+    markets_created: int = 0
+    markets_updated: int = 0
+    snapshots_written: int = 0
+    unchanged_skipped: int = 0
+    errors: int = 0
+    error_messages: list[str] = field(default_factory=list)
+
+    def add(self, other: PageStats) -> None:
+        self.markets_seen += other.markets_seen
+        self.markets_created += other.markets_created
+        self.markets_updated += other.markets_updated
+        self.snapshots_written += other.snapshots_written
+        self.unchanged_skipped += other.unchanged_skipped
+        self.errors += other.errors
+        self.error_messages.extend(other.error_messages)
+
+
+@dataclass(slots=True)
+class _Known:
+    id: int
+    quote_digest: int | None
+    last_snapshot_at: datetime | None
+    updated_time: datetime | None
+    status: str
+    result: str
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference data: series and events
+# --------------------------------------------------------------------------------------------------
+
+
+def ensure_events(event_tickers: Iterable[str]) -> dict[str, int]:
+    """Ids of the events with these tickers, creating bare rows for unknown ones."""
+    wanted = set(event_tickers)
+    if not wanted:
+        return {}
+    ids = dict(Event.objects.filter(ticker__in=wanted).values_list("ticker", "id"))
+    missing = wanted - ids.keys()
+    if missing:
+        # Markets only name their event; the event's details are filled in by sync_reference_data.
+        Event.objects.bulk_create([Event(ticker=t) for t in sorted(missing)], ignore_conflicts=True)
+        ids.update(Event.objects.filter(ticker__in=missing).values_list("ticker", "id"))
+    return ids
+
+
+def ensure_series(series_tickers: Iterable[str]) -> dict[str, int]:
+    wanted = {t for t in series_tickers if t}
+    if not wanted:
+        return {}
+    ids = dict(Series.objects.filter(ticker__in=wanted).values_list("ticker", "id"))
+    missing = wanted - ids.keys()
+    if missing:
+        Series.objects.bulk_create([Series(ticker=t) for t in sorted(missing)], ignore_conflicts=True)
+        ids.update(Series.objects.filter(ticker__in=missing).values_list("ticker", "id"))
+    return ids
+
+
+def apply_series(series: KalshiSeries, *, raw: Any = None) -> Series:
+    """Create or update one series from Kalshi's object (fee fields included)."""
+    obj, _ = Series.objects.update_or_create(
+        ticker=series.ticker,
+        defaults={
+            "title": series.title[:500],
+            "category": series.category[:100],
+            "categories": list(series.categories),
+            "tags": list(series.tags or []),
+            "frequency": series.frequency[:50],
+            "fee_type": series.fee_type[:50],
+            "fee_multiplier": series.fee_multiplier,
+            "contract_url": series.contract_url[:500],
+            "contract_terms_url": series.contract_terms_url[:500],
+            "settlement_sources": msgspec.to_builtins(series.settlement_sources or []),
+            "exchange_index": series.exchange_index,
+            "last_updated_ts": series.last_updated_ts,
+            "raw": raw if raw is not None else msgspec.to_builtins(series),
+            "synced_at": timezone.now(),
+        },
+    )
+    return obj
+
+
+def apply_event(event: KalshiEvent) -> Event:
+    """Create or update one event from Kalshi's object; its series is created bare if unknown."""
+    series_id = ensure_series([event.series_ticker]).get(event.series_ticker)
+    raw = msgspec.to_builtins(event)
+    raw.pop("markets", None)
+    obj, _ = Event.objects.update_or_create(
+        ticker=event.event_ticker,
+        defaults={
+            "series_id": series_id,
+            "title": event.title[:500],
+            "sub_title": event.sub_title[:500],
+            "category": event.category[:100],
+            "mutually_exclusive": event.mutually_exclusive,
+            "collateral_return_type": event.collateral_return_type[:50],
+            "strike_date": event.strike_date,
+            "strike_period": event.strike_period[:100],
+            "fee_type_override": (event.fee_type_override or "")[:50],
+            "fee_multiplier_override": event.fee_multiplier_override,
+            "exchange_index": event.exchange_index,
+            "last_updated_ts": event.last_updated_ts,
+            "raw": raw,
+            "synced_at": timezone.now(),
+        },
+    )
+    return obj
+
+
+def sync_reference_data(*, client: KalshiClient, budget: int = REFERENCE_SYNC_BUDGET) -> int:
+    """Fill in events and series known only by ticker, spending at most `budget` requests.
+
+    Returns the number of requests made. What does not fit is picked up by the next cycle.
+    """
+    spent = 0
+    pending_events = list(
+        Event.objects.filter(synced_at__isnull=True)
+        .order_by("id")
+        .values_list("ticker", flat=True)[: budget * EVENTS_PER_REQUEST]
+    )
+    for start in range(0, len(pending_events), EVENTS_PER_REQUEST):
+        if spent >= budget:
+            break
+        batch = pending_events[start : start + EVENTS_PER_REQUEST]
+        page = client.get_events_page(event_tickers=batch, limit=200)
+        spent += 1
+        with transaction.atomic():
+            for event in page.events:
+                apply_event(event)
+            # Events Kalshi does not return (combos, archived) are marked so they are not asked
+            # for again every cycle.
+            returned = {e.event_ticker for e in page.events}
+            Event.objects.filter(ticker__in=set(batch) - returned).update(synced_at=timezone.now())
+
+    pending_series = list(Series.objects.filter(synced_at__isnull=True).values_list("ticker", flat=True))
+    if len(pending_series) > budget - spent and spent < budget:
+        # Cheaper to read the whole list once (one large response) than thousands of single series.
+        all_series, _ = client.get_series_list()
+        spent += 1
+        with transaction.atomic():
+            for series in all_series:
+                apply_series(series)
+        pending_series = list(Series.objects.filter(synced_at__isnull=True).values_list("ticker", flat=True))
+    for ticker in pending_series:
+        if spent >= budget:
+            break
+        spent += 1
+        try:
+            series = client.get_series(ticker)
+        except KalshiError as exc:
+            if exc.status_code != 404:
+                raise
+            Series.objects.filter(ticker=ticker).update(synced_at=timezone.now())
+            continue
+        apply_series(series)
+    return spent
+
+
+# --------------------------------------------------------------------------------------------------
+# Markets
+# --------------------------------------------------------------------------------------------------
+
+
+def _json_or_none(raw: bytes | None) -> Any:
+    return None if raw is None else msgspec.json.decode(raw)
+
+
+def market_row(km: KalshiMarket, *, event_id: int, raw: bytes | None) -> Market:
+    """An unsaved Market carrying every field of Kalshi's object."""
+    return Market(
+        ticker=km.ticker,
+        event_id=event_id,
+        market_type=km.market_type[:20],
+        title=km.title[:1000],
+        subtitle=km.subtitle[:1000],
+        yes_sub_title=km.yes_sub_title[:1000],
+        no_sub_title=km.no_sub_title[:1000],
+        status=km.status[:20],
+        result=km.result[:10],
+        settlement_value=km.settlement_value,
+        settlement_ts=km.settlement_ts,
+        expiration_value=km.expiration_value[:500],
+        strike_type=km.strike_type[:30],
+        floor_strike=km.floor_strike,
+        cap_strike=km.cap_strike,
+        functional_strike=(km.functional_strike or "")[:500],
+        custom_strike=km.custom_strike,
+        created_time=km.created_time,
+        open_time=km.open_time,
+        close_time=km.close_time,
+        expected_expiration_time=km.expected_expiration_time,
+        expiration_time=km.expiration_time,
+        latest_expiration_time=km.latest_expiration_time,
+        occurrence_datetime=km.occurrence_datetime,
+        can_close_early=km.can_close_early,
+        early_close_condition=km.early_close_condition,
+        settlement_timer_seconds=km.settlement_timer_seconds,
+        rules_primary=km.rules_primary,
+        rules_secondary=km.rules_secondary,
+        notional_value=km.notional_value if km.notional_value is not None else Decimal(1),
+        price_level_structure=km.price_level_structure[:50],
+        price_ranges=[
+            {"start": str(r.start), "end": str(r.end), "step": str(r.step)} for r in km.price_ranges
+        ],
+        exchange_index=km.exchange_index,
+        yes_bid=km.yes_bid,
+        yes_ask=km.yes_ask,
+        no_bid=km.no_bid,
+        no_ask=km.no_ask,
+        last_price=km.last_price,
+        previous_yes_bid=km.previous_yes_bid,
+        previous_yes_ask=km.previous_yes_ask,
+        previous_price=km.previous_price,
+        yes_bid_size=km.yes_bid_size,
+        yes_ask_size=km.yes_ask_size,
+        volume=km.volume,
+        volume_24h=km.volume_24h,
+        open_interest=km.open_interest,
+        updated_time=km.updated_time,
+        raw=_json_or_none(raw),
+        quote_digest=quote_digest(km),
+    )
+
+
+# Fields an upsert overwrites; `first_seen_at` and `ticker` are kept from the first insert.
+MARKET_UPSERT_FIELDS = [
+    f.name for f in Market._meta.concrete_fields if f.name not in {"id", "ticker", "first_seen_at"}
+]
+
+
+def upsert_markets(rows: Sequence[Market]) -> dict[str, int]:
+    """Insert or fully update markets by ticker; returns their ids."""
+    if not rows:
+        return {}
+    Market.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["ticker"],
+        update_fields=MARKET_UPSERT_FIELDS,
+        batch_size=500,
+    )
+    return dict(Market.objects.filter(ticker__in=[r.ticker for r in rows]).values_list("ticker", "id"))
+
+
+def record_markets(
+    markets: Sequence[tuple[KalshiMarket, bytes | None]],
+    *,
+    captured_at: datetime,
+    source: str = SnapshotSource.BACKFILL,
+) -> dict[str, int]:
+    """Upsert full market objects (from events, settlement reads, backfills); returns ticker → id.
+
+    Unlike the poll path this always rewrites the row, and writes no snapshot: callers that have a
+    quote time series store it with `write_snapshots`.
+    """
+    event_ids = ensure_events(km.event_ticker for km, _ in markets)
+    rows = [market_row(km, event_id=event_ids[km.event_ticker], raw=raw) for km, raw in markets]
+    return upsert_markets(rows)
+
+
+@dataclass(slots=True)
+class SnapshotRow:
+    market_id: int
+    captured_at: datetime
+    source: str
+    quote: tuple[Decimal | None, ...]
+    raw: bytes | None = None
+
+
+def write_snapshots(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool = False) -> int:
+    """Store snapshot rows; COPY on PostgreSQL. Returns how many were written.
+
+    With `ignore_conflicts` a row whose (market, captured_at, source) is already stored is
+    skipped instead of failing the batch: that is how backfills stay idempotent.
+    """
+    if not rows:
+        return 0
+    with_raw = any(r.raw is not None for r in rows)
+    if connection.vendor == "postgresql":
+        return _copy_snapshots(rows, with_raw=with_raw, ignore_conflicts=ignore_conflicts)
+    objs = [
+        MarketSnapshot(
+            market_id=r.market_id,
+            captured_at=r.captured_at,
+            source=r.source,
+            yes_bid=r.quote[0],
+            yes_ask=r.quote[1],
+            no_bid=r.quote[2],
+            no_ask=r.quote[3],
+            last_price=r.quote[4],
+            yes_bid_size=r.quote[5],
+            yes_ask_size=r.quote[6],
+            volume=r.quote[7],
+            volume_24h=r.quote[8],
+            open_interest=r.quote[9],
+            raw=_json_or_none(r.raw),
+        )
+        for r in rows
+    ]
+    if not ignore_conflicts:
+        MarketSnapshot.objects.bulk_create(objs, batch_size=500)
+        return len(objs)
+    before = MarketSnapshot.objects.filter(market_id__in={r.market_id for r in rows}).count()
+    MarketSnapshot.objects.bulk_create(objs, batch_size=500, ignore_conflicts=True)
+    return MarketSnapshot.objects.filter(market_id__in={r.market_id for r in rows}).count() - before
+
+
+def _copy_snapshots(rows: Sequence[SnapshotRow], *, with_raw: bool, ignore_conflicts: bool) -> int:
+    table = MarketSnapshot._meta.db_table
+    columns = ", ".join((*SNAPSHOT_COLUMNS, "raw") if with_raw else SNAPSHOT_COLUMNS)
+    with connection.cursor() as cursor:
+        target = table
+        if ignore_conflicts:
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS _ki_snapshot_in (LIKE {table} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            )
+            # ON COMMIT DELETE ROWS only empties it at commit; a caller may batch in one transaction.
+            cursor.execute("TRUNCATE _ki_snapshot_in")
+            target = "_ki_snapshot_in"
+        with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+            if with_raw:
+                for r in rows:
+                    copy.write_row(
+                        (
+                            r.market_id,
+                            r.captured_at,
+                            r.source,
+                            *r.quote,
+                            None if r.raw is None else r.raw.decode(),
+                        )
+                    )
+            else:
+                for r in rows:
+                    copy.write_row((r.market_id, r.captured_at, r.source, *r.quote))
+        if not ignore_conflicts:
+            return len(rows)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _ki_snapshot_in ON CONFLICT DO NOTHING"
+        )
+        return int(cursor.rowcount)
+
+
+def _update_quotes(updates: Sequence[tuple[int, KalshiQuote, int, datetime | None, bytes | None]]) -> None:
+    """Rewrite the latest quote of existing markets: (id, quote, digest, last_snapshot_at, raw)."""
+    if not updates:
+        return
+    table = Market._meta.db_table
+
+    def values(u: tuple[int, KalshiQuote, int, datetime | None, bytes | None]) -> tuple[Any, ...]:
+        market_id, q, digest, snapshot_at, raw = u
+        return (
+            market_id,
+            *q.quote,
+            q.previous_yes_bid,
+            q.previous_yes_ask,
+            q.previous_price,
+            digest,
+            snapshot_at,
+            None if raw is None else raw.decode(),
+        )
+
+    assignments = ", ".join(f"{c} = q.{c}" for c in _QUOTE_UPDATE_COLUMNS)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _ki_quote_in ("
+                "id integer, yes_bid numeric, yes_ask numeric, no_bid numeric, no_ask numeric, "
+                "last_price numeric, yes_bid_size numeric, yes_ask_size numeric, volume numeric, "
+                "volume_24h numeric, open_interest numeric, previous_yes_bid numeric, "
+                "previous_yes_ask numeric, previous_price numeric, quote_digest bigint, "
+                "last_snapshot_at timestamptz, raw jsonb) ON COMMIT DELETE ROWS"
+            )
+            cursor.execute("TRUNCATE _ki_quote_in")
+            with cursor.copy(
+                f"COPY _ki_quote_in (id, {', '.join(_QUOTE_UPDATE_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for u in updates:
+                    copy.write_row(values(u))
+            cursor.execute(f"UPDATE {table} AS m SET {assignments} FROM _ki_quote_in AS q WHERE m.id = q.id")
+        else:
+            ops = connection.ops
+            setters = ", ".join(f"{c} = %s" for c in _QUOTE_UPDATE_COLUMNS)
+            params = []
+            for u in updates:
+                row = list(values(u)[1:])
+                # sqlite3 has no Decimal or aware-datetime types: store them as Django would.
+                row = [ops.adapt_decimalfield_value(v) if isinstance(v, Decimal) else v for v in row]
+                row[-2] = ops.adapt_datetimefield_value(row[-2])
+                params.append((*row, u[0]))
+            cursor.executemany(f"UPDATE {table} SET {setters} WHERE id = %s", params)
+
+
+def record_page(
+    page: MarketsPage,
+    *,
+    heartbeat: timedelta | None = None,
+    store_raw: bool | None = None,
+) -> PageStats:
+    """Store one page of markets: upserts, quote updates and change-only snapshots."""
+    heartbeat = timedelta(seconds=settings.KALSHI_SNAPSHOT_HEARTBEAT) if heartbeat is None else heartbeat
+    store_raw = settings.KALSHI_STORE_RAW_SNAPSHOTS if store_raw is None else store_raw
+    captured_at = page.received_at
+    stats = PageStats(errors=len(page.skipped))
+    stats.error_messages.extend(f"{s.ticker}: {s.reason}" for s in page.skipped)
+
+    quotes = {q.ticker: q for q in page.quotes}  # a ticker listed twice counts once
+    stats.markets_seen = len(quotes) + len(page.skipped)
+    known = {
+        row[0]: _Known(*row[1:])
+        for row in Market.objects.filter(ticker__in=quotes.keys()).values_list(
+            "ticker", "id", "quote_digest", "last_snapshot_at", "updated_time", "status", "result"
+        )
+    }
+
+    full: list[tuple[KalshiMarket, int, bool]] = []  # market, digest, write a snapshot?
+    quick: list[tuple[int, KalshiQuote, int, datetime | None, bytes | None]] = []
+    snapshot_for: list[tuple[str, KalshiQuote]] = []
+    for ticker, q in quotes.items():
+        digest = quote_digest(q)
+        k = known.get(ticker)
+        due = (
+            k is None
+            or k.quote_digest != digest
+            or k.last_snapshot_at is None
+            or captured_at - k.last_snapshot_at >= heartbeat
+        )
+        if k is None or k.updated_time != q.updated_time or k.status != q.status or k.result != q.result:
+            try:
+                km = page.market(ticker)
+            except MalformedPayload as exc:
+                logger.warning("Skipping malformed market %s: %s", ticker, exc)
+                stats.errors += 1
+                stats.error_messages.append(f"{ticker}: {exc}")
+                continue
+            full.append((km, digest, due))
+            if k is None:
+                stats.markets_created += 1
+            else:
+                stats.markets_updated += 1
+        elif due:
+            quick.append((k.id, q, digest, captured_at, page.raw[ticker]))
+        else:
+            stats.unchanged_skipped += 1
+            continue
+        if due:
+            snapshot_for.append((ticker, q))
+        else:
+            stats.unchanged_skipped += 1
+
+    with transaction.atomic():
+        ids = {t: k.id for t, k in known.items()}
+        if full:
+            event_ids = ensure_events(km.event_ticker for km, _, _ in full)
+            rows = []
+            for km, _digest, due in full:
+                row = market_row(km, event_id=event_ids[km.event_ticker], raw=page.raw[km.ticker])
+                k = known.get(km.ticker)
+                row.last_snapshot_at = captured_at if due else (k.last_snapshot_at if k else None)
+                rows.append(row)
+            ids.update(upsert_markets(rows))
+        _update_quotes(quick)
+        stats.snapshots_written = write_snapshots(
+            [
+                SnapshotRow(
+                    market_id=ids[ticker],
+                    captured_at=captured_at,
+                    source=SnapshotSource.POLL,
+                    quote=q.quote,
+                    raw=page.raw[ticker] if store_raw else None,
+                )
+                for ticker, q in snapshot_for
+            ]
+        )
+    return stats
+
+
+# --------------------------------------------------------------------------------------------------
+# The cycle
+# --------------------------------------------------------------------------------------------------
+
+
+def run_poll_cycle(
+    *,
+    client: KalshiClient,
+    trigger: str = "command",
+    reference_budget: int = REFERENCE_SYNC_BUDGET,
+) -> PollRun:
+    """One full poll cycle under the poll lock; returns its PollRun.
+
+    If another cycle holds the lock, nothing is read and the returned run's outcome is `skipped`.
+    A KalshiError ends the cycle: the run is saved as failed (pages already stored stay stored)
+    and the error is re-raised for the caller to report.
+    """
+    with locks.exclusive(POLL_LOCK_NAME) as held:
+        if held is None:
+            now = timezone.now()
+            logger.info("Another poll cycle is running; skipping this one.")
+            return PollRun.objects.create(
+                trigger=trigger, started_at=now, finished_at=now, outcome=PollOutcome.SKIPPED
+            )
+        run = PollRun.objects.create(trigger=trigger)
+        requests_before = client.requests_made
+        totals = PageStats()
+        try:
+            for page in client.iter_markets_pages(status="open", mve_filter="exclude"):
+                stats = record_page(page)
+                totals.add(stats)
+                run.pages += 1
+                _copy_stats(run, totals, client.requests_made - requests_before)
+                run.save(update_fields=[*_STAT_FIELDS, "pages", "requests"])
+                held.extend()
+            sync_reference_data(client=client, budget=reference_budget)
+        except KalshiError as exc:
+            run.outcome = PollOutcome.FAILED
+            run.error_messages = [*totals.error_messages[-50:], str(exc)]
+            raise
+        except BaseException as exc:
+            run.outcome = PollOutcome.FAILED
+            run.error_messages = [*totals.error_messages[-50:], f"{type(exc).__name__}: {exc}"]
+            raise
+        else:
+            run.outcome = PollOutcome.PARTIAL if totals.errors else PollOutcome.OK
+            run.error_messages = totals.error_messages[-50:]
+        finally:
+            _copy_stats(run, totals, client.requests_made - requests_before)
+            run.finished_at = timezone.now()
+            _save_finished(run)
+        logger.info(
+            "Poll cycle: %d pages, %d markets, %d snapshots, %d unchanged, %d errors in %.1fs",
+            run.pages,
+            run.markets_seen,
+            run.snapshots_written,
+            run.unchanged_skipped,
+            run.errors,
+            (run.finished_at - run.started_at).total_seconds(),
+        )
+        return run
+
+
+_STAT_FIELDS = [
+    "markets_seen",
+    "markets_created",
+    "markets_updated",
+    "snapshots_written",
+    "unchanged_skipped",
+    "errors",
+]
+
+
+def _copy_stats(run: PollRun, totals: PageStats, requests: int) -> None:
+    for name in _STAT_FIELDS:
+        setattr(run, name, getattr(totals, name))
+    run.requests = requests
+
+
+def _save_finished(run: PollRun) -> None:
+    try:
+        run.save()
+    except Exception:
+        # The database itself may be what failed; the original error matters more than this one.
+        logger.exception("Could not record the end of poll run %s", run.pk)

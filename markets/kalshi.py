@@ -1,0 +1,1047 @@
+"""A small, typed client for Kalshi's public market-data API (Trade API v2).
+
+Responses are parsed at the edge into msgspec Structs: prices are `Decimal` dollars read from the
+`*_dollars` strings, counts `Decimal` contracts from the `*_fp` strings. The integer-cent fields
+Kalshi removed on 2026-03-12 are still understood when a payload (an old recording) has no dollar
+fields. Unknown fields are ignored; optional ones may be missing.
+
+Every request goes through one throttle (a token bucket, shared through Redis when configured) and
+is retried with exponential backoff and jitter on 429, 5xx, timeouts and connection failures. Any
+failure that survives the retries is raised as one `KalshiError` naming the request and the cause.
+
+This module imports Django only inside `KalshiClient.from_settings()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+import httpx
+import msgspec
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://external-api.kalshi.com/trade-api/v2"
+USER_AGENT = "kalshi-insights/0.1 (+https://github.com/kalshi-insights)"
+
+# `status=` filter values accepted by GET /markets. Market objects carry different names
+# (active, finalized, ...); sending an object status as a filter is an HTTP 400.
+MARKET_STATUS_FILTERS = ("unopened", "open", "paused", "closed", "settled")
+EVENT_STATUS_FILTERS = ("unopened", "open", "closed", "settled")
+CANDLE_PERIODS = (1, 60, 1440)
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+HUNDRED = Decimal(100)
+# Kalshi writes "0001-01-01T00:00:00Z" for times that are not set.
+_UNSET_YEAR = 1
+
+
+class KalshiError(Exception):
+    """A request to Kalshi failed for good: after retries, or with a response we cannot use."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "GET",
+        url: str = "",
+        status_code: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status_code = status_code
+        self.attempts = attempts
+
+
+class MalformedPayload(ValueError):
+    """A single object in a response did not match Kalshi's schema."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsed shapes
+# --------------------------------------------------------------------------------------------------
+
+
+def _unset_to_none(value: datetime | None) -> datetime | None:
+    if value is None or value.year == _UNSET_YEAR:
+        return None
+    return value
+
+
+def _cents(value: int | None) -> Decimal | None:
+    return None if value is None else Decimal(value) / HUNDRED
+
+
+def _check_price(name: str, value: Decimal | None) -> None:
+    if value is not None and not (ZERO <= value <= ONE):
+        raise ValueError(f"{name}={value} is outside [0, 1] dollars")
+
+
+def _check_count(name: str, value: Decimal | None) -> None:
+    if value is not None and value < ZERO:
+        raise ValueError(f"{name}={value} is negative")
+
+
+class PriceRange(msgspec.Struct, frozen=True):
+    start: Decimal
+    end: Decimal
+    step: Decimal
+
+
+class KalshiMarket(msgspec.Struct, kw_only=True):
+    """One market as GET /markets returns it (current shape, or Jan-2026 hybrid with cents)."""
+
+    ticker: str
+    event_ticker: str
+    market_type: str = "binary"
+    title: str = ""
+    subtitle: str = ""
+    yes_sub_title: str = ""
+    no_sub_title: str = ""
+    status: str = ""
+    result: str = ""
+    can_close_early: bool = False
+    early_close_condition: str = ""
+    settlement_timer_seconds: int | None = None
+    expiration_value: str = ""
+    strike_type: str = ""
+    floor_strike: Decimal | None = None
+    cap_strike: Decimal | None = None
+    functional_strike: str | None = None
+    custom_strike: dict[str, Any] | None = None
+    rules_primary: str = ""
+    rules_secondary: str = ""
+    price_level_structure: str = ""
+    price_ranges: list[PriceRange] = msgspec.field(default_factory=list)
+    exchange_index: int = 0
+    mve_collection_ticker: str | None = None
+
+    created_time: datetime | None = None
+    updated_time: datetime | None = None
+    open_time: datetime | None = None
+    close_time: datetime | None = None
+    expected_expiration_time: datetime | None = None
+    expiration_time: datetime | None = None
+    latest_expiration_time: datetime | None = None
+    occurrence_datetime: datetime | None = None
+    settlement_ts: datetime | None = None
+
+    yes_bid: Decimal | None = msgspec.field(default=None, name="yes_bid_dollars")
+    yes_ask: Decimal | None = msgspec.field(default=None, name="yes_ask_dollars")
+    no_bid: Decimal | None = msgspec.field(default=None, name="no_bid_dollars")
+    no_ask: Decimal | None = msgspec.field(default=None, name="no_ask_dollars")
+    last_price: Decimal | None = msgspec.field(default=None, name="last_price_dollars")
+    previous_yes_bid: Decimal | None = msgspec.field(default=None, name="previous_yes_bid_dollars")
+    previous_yes_ask: Decimal | None = msgspec.field(default=None, name="previous_yes_ask_dollars")
+    previous_price: Decimal | None = msgspec.field(default=None, name="previous_price_dollars")
+    notional_value: Decimal | None = msgspec.field(default=None, name="notional_value_dollars")
+    settlement_value: Decimal | None = msgspec.field(default=None, name="settlement_value_dollars")
+    yes_bid_size: Decimal | None = msgspec.field(default=None, name="yes_bid_size_fp")
+    yes_ask_size: Decimal | None = msgspec.field(default=None, name="yes_ask_size_fp")
+    volume: Decimal | None = msgspec.field(default=None, name="volume_fp")
+    volume_24h: Decimal | None = msgspec.field(default=None, name="volume_24h_fp")
+    open_interest: Decimal | None = msgspec.field(default=None, name="open_interest_fp")
+
+    # Integer fields of the pre-March-2026 shape, read only when the dollar/fp field is absent.
+    legacy_yes_bid: int | None = msgspec.field(default=None, name="yes_bid")
+    legacy_yes_ask: int | None = msgspec.field(default=None, name="yes_ask")
+    legacy_no_bid: int | None = msgspec.field(default=None, name="no_bid")
+    legacy_no_ask: int | None = msgspec.field(default=None, name="no_ask")
+    legacy_last_price: int | None = msgspec.field(default=None, name="last_price")
+    legacy_previous_yes_bid: int | None = msgspec.field(default=None, name="previous_yes_bid")
+    legacy_previous_yes_ask: int | None = msgspec.field(default=None, name="previous_yes_ask")
+    legacy_previous_price: int | None = msgspec.field(default=None, name="previous_price")
+    legacy_notional_value: int | None = msgspec.field(default=None, name="notional_value")
+    legacy_settlement_value: int | None = msgspec.field(default=None, name="settlement_value")
+    legacy_volume: int | None = msgspec.field(default=None, name="volume")
+    legacy_volume_24h: int | None = msgspec.field(default=None, name="volume_24h")
+    legacy_open_interest: int | None = msgspec.field(default=None, name="open_interest")
+
+    PRICE_NAMES: ClassVar[tuple[str, ...]] = (
+        "yes_bid",
+        "yes_ask",
+        "no_bid",
+        "no_ask",
+        "last_price",
+        "previous_yes_bid",
+        "previous_yes_ask",
+        "previous_price",
+        "settlement_value",
+    )
+    COUNT_NAMES: ClassVar[tuple[str, ...]] = (
+        "yes_bid_size",
+        "yes_ask_size",
+        "volume",
+        "volume_24h",
+        "open_interest",
+    )
+
+    def __post_init__(self) -> None:
+        for name in self.PRICE_NAMES:
+            if getattr(self, name) is None:
+                setattr(self, name, _cents(getattr(self, f"legacy_{name}")))
+        if self.notional_value is None:
+            self.notional_value = _cents(self.legacy_notional_value)
+        for name in ("volume", "volume_24h", "open_interest"):
+            if getattr(self, name) is None:
+                legacy = getattr(self, f"legacy_{name}")
+                setattr(self, name, None if legacy is None else Decimal(legacy))
+        for name in self.PRICE_NAMES:
+            _check_price(name, getattr(self, name))
+        for name in self.COUNT_NAMES:
+            _check_count(name, getattr(self, name))
+        for name in (
+            "created_time",
+            "updated_time",
+            "open_time",
+            "close_time",
+            "expected_expiration_time",
+            "expiration_time",
+            "latest_expiration_time",
+            "occurrence_datetime",
+            "settlement_ts",
+        ):
+            setattr(self, name, _unset_to_none(getattr(self, name)))
+        if not self.ticker:
+            raise ValueError("ticker is empty")
+        if not self.event_ticker:
+            raise ValueError("event_ticker is empty")
+
+    @property
+    def quote(self) -> tuple[Decimal | None, ...]:
+        """The fields a snapshot records, in MarketSnapshot's column order."""
+        return (
+            self.yes_bid,
+            self.yes_ask,
+            self.no_bid,
+            self.no_ask,
+            self.last_price,
+            self.yes_bid_size,
+            self.yes_ask_size,
+            self.volume,
+            self.volume_24h,
+            self.open_interest,
+        )
+
+
+class SettlementSource(msgspec.Struct):
+    name: str = ""
+    url: str = ""
+
+
+class KalshiEvent(msgspec.Struct, kw_only=True):
+    event_ticker: str
+    series_ticker: str = ""
+    title: str = ""
+    sub_title: str = ""
+    category: str = ""
+    mutually_exclusive: bool = False
+    collateral_return_type: str = ""
+    strike_date: datetime | None = None
+    strike_period: str = ""
+    fee_type_override: str | None = None
+    fee_multiplier_override: Decimal | None = None
+    exchange_index: int = 0
+    last_updated_ts: datetime | None = None
+    markets: list[KalshiMarket] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.strike_date = _unset_to_none(self.strike_date)
+        self.last_updated_ts = _unset_to_none(self.last_updated_ts)
+
+
+class KalshiSeries(msgspec.Struct, kw_only=True):
+    ticker: str
+    title: str = ""
+    category: str = ""
+    categories: list[str] = msgspec.field(default_factory=list)
+    tags: list[str] | None = None
+    frequency: str = ""
+    fee_type: str = ""
+    fee_multiplier: Decimal = ONE
+    contract_url: str = ""
+    contract_terms_url: str = ""
+    settlement_sources: list[SettlementSource] | None = None
+    exchange_index: int = 0
+    last_updated_ts: datetime | None = None
+    volume: Decimal | None = msgspec.field(default=None, name="volume_fp")
+
+    def __post_init__(self) -> None:
+        self.last_updated_ts = _unset_to_none(self.last_updated_ts)
+        if self.fee_multiplier < ZERO:
+            raise ValueError(f"fee_multiplier={self.fee_multiplier} is negative")
+
+
+class OrderbookLevel(msgspec.Struct, array_like=True, frozen=True):
+    price: Decimal
+    count: Decimal
+
+
+class Orderbook(msgspec.Struct, kw_only=True):
+    """Resting bids on each side, ascending by price: the best bid is the *last* level."""
+
+    ticker: str = ""
+    yes: list[OrderbookLevel] = msgspec.field(default_factory=list)
+    no: list[OrderbookLevel] = msgspec.field(default_factory=list)
+
+    @property
+    def best_yes_bid(self) -> Decimal | None:
+        return self.yes[-1].price if self.yes else None
+
+    @property
+    def best_no_bid(self) -> Decimal | None:
+        return self.no[-1].price if self.no else None
+
+    @property
+    def best_yes_ask(self) -> Decimal | None:
+        """A YES ask is a NO bid seen from the other side: 1 - best NO bid."""
+        return None if not self.no else ONE - self.no[-1].price
+
+
+class KalshiTrade(msgspec.Struct, kw_only=True):
+    trade_id: str
+    ticker: str
+    created_time: datetime
+    yes_price: Decimal | None = msgspec.field(default=None, name="yes_price_dollars")
+    no_price: Decimal | None = msgspec.field(default=None, name="no_price_dollars")
+    count: Decimal | None = msgspec.field(default=None, name="count_fp")
+    taker_side: str = ""
+    taker_outcome_side: str = ""
+    taker_book_side: str = ""
+    is_block_trade: bool = False
+    legacy_yes_price: int | None = msgspec.field(default=None, name="yes_price")
+    legacy_no_price: int | None = msgspec.field(default=None, name="no_price")
+    legacy_count: int | None = msgspec.field(default=None, name="count")
+
+    def __post_init__(self) -> None:
+        if self.yes_price is None:
+            self.yes_price = _cents(self.legacy_yes_price)
+        if self.no_price is None:
+            self.no_price = _cents(self.legacy_no_price)
+        if self.count is None and self.legacy_count is not None:
+            self.count = Decimal(self.legacy_count)
+        _check_price("yes_price", self.yes_price)
+        _check_price("no_price", self.no_price)
+        _check_count("count", self.count)
+
+
+class ExchangeIndexStatus(msgspec.Struct, kw_only=True):
+    exchange_index: int
+    description: str = ""
+    exchange_active: bool = False
+    trading_active: bool = False
+
+
+class ExchangeStatus(msgspec.Struct, kw_only=True):
+    exchange_active: bool
+    trading_active: bool
+    exchange_estimated_resume_time: datetime | None = None
+    exchange_index_statuses: list[ExchangeIndexStatus] = msgspec.field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedObject:
+    """An object in a page that did not parse; the rest of the page is still usable."""
+
+    ticker: str
+    reason: str
+
+
+class KalshiQuote(msgspec.Struct, kw_only=True):
+    """The part of a market object the poller reads on every cycle: identity, state and quote.
+
+    Decoding only these fields costs about a third of a full `KalshiMarket`, which matters at
+    ~100k markets every 15 s; the full object is parsed only for new or changed markets.
+    """
+
+    ticker: str
+    event_ticker: str
+    status: str = ""
+    result: str = ""
+    updated_time: datetime | None = None
+    yes_bid: Decimal | None = msgspec.field(default=None, name="yes_bid_dollars")
+    yes_ask: Decimal | None = msgspec.field(default=None, name="yes_ask_dollars")
+    no_bid: Decimal | None = msgspec.field(default=None, name="no_bid_dollars")
+    no_ask: Decimal | None = msgspec.field(default=None, name="no_ask_dollars")
+    last_price: Decimal | None = msgspec.field(default=None, name="last_price_dollars")
+    yes_bid_size: Decimal | None = msgspec.field(default=None, name="yes_bid_size_fp")
+    yes_ask_size: Decimal | None = msgspec.field(default=None, name="yes_ask_size_fp")
+    volume: Decimal | None = msgspec.field(default=None, name="volume_fp")
+    volume_24h: Decimal | None = msgspec.field(default=None, name="volume_24h_fp")
+    open_interest: Decimal | None = msgspec.field(default=None, name="open_interest_fp")
+    previous_yes_bid: Decimal | None = msgspec.field(default=None, name="previous_yes_bid_dollars")
+    previous_yes_ask: Decimal | None = msgspec.field(default=None, name="previous_yes_ask_dollars")
+    previous_price: Decimal | None = msgspec.field(default=None, name="previous_price_dollars")
+    legacy_yes_bid: int | None = msgspec.field(default=None, name="yes_bid")
+    legacy_yes_ask: int | None = msgspec.field(default=None, name="yes_ask")
+    legacy_no_bid: int | None = msgspec.field(default=None, name="no_bid")
+    legacy_no_ask: int | None = msgspec.field(default=None, name="no_ask")
+    legacy_last_price: int | None = msgspec.field(default=None, name="last_price")
+    legacy_previous_yes_bid: int | None = msgspec.field(default=None, name="previous_yes_bid")
+    legacy_previous_yes_ask: int | None = msgspec.field(default=None, name="previous_yes_ask")
+    legacy_previous_price: int | None = msgspec.field(default=None, name="previous_price")
+    legacy_volume: int | None = msgspec.field(default=None, name="volume")
+    legacy_volume_24h: int | None = msgspec.field(default=None, name="volume_24h")
+    legacy_open_interest: int | None = msgspec.field(default=None, name="open_interest")
+
+    def __post_init__(self) -> None:
+        # Written out field by field: this runs ~100k times per poll cycle.
+        if self.yes_bid is None and self.legacy_yes_bid is not None:
+            self.yes_bid = _cents(self.legacy_yes_bid)
+        if self.yes_ask is None and self.legacy_yes_ask is not None:
+            self.yes_ask = _cents(self.legacy_yes_ask)
+        if self.no_bid is None and self.legacy_no_bid is not None:
+            self.no_bid = _cents(self.legacy_no_bid)
+        if self.no_ask is None and self.legacy_no_ask is not None:
+            self.no_ask = _cents(self.legacy_no_ask)
+        if self.last_price is None and self.legacy_last_price is not None:
+            self.last_price = _cents(self.legacy_last_price)
+        if self.previous_yes_bid is None and self.legacy_previous_yes_bid is not None:
+            self.previous_yes_bid = _cents(self.legacy_previous_yes_bid)
+        if self.previous_yes_ask is None and self.legacy_previous_yes_ask is not None:
+            self.previous_yes_ask = _cents(self.legacy_previous_yes_ask)
+        if self.previous_price is None and self.legacy_previous_price is not None:
+            self.previous_price = _cents(self.legacy_previous_price)
+        if self.volume is None and self.legacy_volume is not None:
+            self.volume = Decimal(self.legacy_volume)
+        if self.volume_24h is None and self.legacy_volume_24h is not None:
+            self.volume_24h = Decimal(self.legacy_volume_24h)
+        if self.open_interest is None and self.legacy_open_interest is not None:
+            self.open_interest = Decimal(self.legacy_open_interest)
+        for price in (
+            self.yes_bid,
+            self.yes_ask,
+            self.no_bid,
+            self.no_ask,
+            self.last_price,
+            self.previous_yes_bid,
+            self.previous_yes_ask,
+            self.previous_price,
+        ):
+            if price is not None and not (ZERO <= price <= ONE):
+                raise ValueError(f"price {price} is outside [0, 1] dollars")
+        for count in (self.yes_bid_size, self.yes_ask_size, self.volume, self.volume_24h, self.open_interest):
+            if count is not None and count < ZERO:
+                raise ValueError(f"count {count} is negative")
+        if self.updated_time is not None and self.updated_time.year == _UNSET_YEAR:
+            self.updated_time = None
+        if not self.ticker or not self.event_ticker:
+            raise ValueError("ticker and event_ticker must not be empty")
+
+    @property
+    def quote(self) -> tuple[Decimal | None, ...]:
+        """The fields a snapshot records, in MarketSnapshot's column order."""
+        return (
+            self.yes_bid,
+            self.yes_ask,
+            self.no_bid,
+            self.no_ask,
+            self.last_price,
+            self.yes_bid_size,
+            self.yes_ask_size,
+            self.volume,
+            self.volume_24h,
+            self.open_interest,
+        )
+
+
+@dataclass(slots=True)
+class MarketsPage:
+    """One page of markets: quotes parsed for all, full objects parsed on demand."""
+
+    quotes: list[KalshiQuote]
+    # Each market's JSON exactly as received, keyed by ticker.
+    raw: dict[str, bytes]
+    skipped: list[SkippedObject]
+    cursor: str | None
+    received_at: datetime
+
+    def market(self, ticker: str) -> KalshiMarket:
+        """The full market object; raises MalformedPayload if its metadata does not parse."""
+        return parse_market(self.raw[ticker])
+
+    def full_markets(self) -> list[KalshiMarket]:
+        """Every market on the page fully parsed; malformed ones are added to `skipped`."""
+        parsed = []
+        for quote in self.quotes:
+            try:
+                parsed.append(self.market(quote.ticker))
+            except MalformedPayload as exc:
+                logger.warning("Skipping malformed market %s: %s", quote.ticker, exc)
+                self.skipped.append(SkippedObject(ticker=quote.ticker, reason=str(exc)))
+        return parsed
+
+
+@dataclass(slots=True)
+class EventsPage:
+    events: list[KalshiEvent]
+    skipped: list[SkippedObject]
+    cursor: str | None
+
+
+@dataclass(slots=True)
+class TradesPage:
+    trades: list[KalshiTrade]
+    skipped: list[SkippedObject]
+    cursor: str | None
+
+
+class _ListPage(msgspec.Struct):
+    cursor: str | None = None
+    markets: list[msgspec.Raw] | None = None
+    events: list[msgspec.Raw] | None = None
+    trades: list[msgspec.Raw] | None = None
+
+
+class _MarketEnvelope(msgspec.Struct):
+    market: KalshiMarket
+
+
+class _EventEnvelope(msgspec.Struct):
+    event: KalshiEvent
+    # Deprecated top-level list; `[]` when markets are nested in the event.
+    markets: list[KalshiMarket] = msgspec.field(default_factory=list)
+
+
+class _SeriesEnvelope(msgspec.Struct):
+    series: KalshiSeries
+
+
+class _SeriesListEnvelope(msgspec.Struct):
+    series: list[msgspec.Raw] | None = None
+
+
+class _OrderbookSides(msgspec.Struct):
+    yes_dollars: list[OrderbookLevel] | None = None
+    no_dollars: list[OrderbookLevel] | None = None
+
+
+class _LegacyOrderbookSides(msgspec.Struct):
+    yes: list[tuple[int, int]] | None = None
+    no: list[tuple[int, int]] | None = None
+    yes_dollars: list[tuple[str, int]] | None = None
+    no_dollars: list[tuple[str, int]] | None = None
+
+
+class _OrderbookEnvelope(msgspec.Struct):
+    orderbook_fp: _OrderbookSides | None = None
+    orderbook: _LegacyOrderbookSides | None = None
+
+
+_TICKER_RE = re.compile(rb'"ticker"\s*:\s*"([^"]{1,200})"')
+
+
+def _guess_ticker(raw: bytes, key: bytes = b"ticker") -> str:
+    """Best-effort ticker of an object that failed to parse, for the log line."""
+    pattern = _TICKER_RE if key == b"ticker" else re.compile(rb'"' + key + rb'"\s*:\s*"([^"]{1,200})"')
+    match = pattern.search(raw)
+    return match.group(1).decode("utf-8", "replace") if match else "<unknown>"
+
+
+def parse_market(raw: bytes) -> KalshiMarket:
+    """Parse one market object; raises MalformedPayload with the reason."""
+    try:
+        return msgspec.json.decode(raw, type=KalshiMarket)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise MalformedPayload(str(exc)) from None
+
+
+def _parse_each(
+    raws: Sequence[msgspec.Raw] | None, type_: type[Any], key: bytes = b"ticker"
+) -> tuple[list[Any], list[tuple[bytes, Any]], list[SkippedObject]]:
+    parsed: list[Any] = []
+    pairs: list[tuple[bytes, Any]] = []
+    skipped: list[SkippedObject] = []
+    for raw in raws or ():
+        data = bytes(raw)
+        try:
+            obj = msgspec.json.decode(data, type=type_)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            ticker = _guess_ticker(data, key)
+            logger.warning("Skipping malformed %s %s: %s", type_.__name__, ticker, exc)
+            skipped.append(SkippedObject(ticker=ticker, reason=str(exc)))
+            continue
+        parsed.append(obj)
+        pairs.append((data, obj))
+    return parsed, pairs, skipped
+
+
+# --------------------------------------------------------------------------------------------------
+# Throttles
+# --------------------------------------------------------------------------------------------------
+
+
+class Throttle(Protocol):
+    def acquire(self) -> None:
+        """Block until one more request may be sent."""
+
+
+class TokenBucket:
+    """An in-process token bucket: at most `rate` requests/s on average, `burst` back to back."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            self._sleep(wait)
+
+
+# Atomic take-or-wait on a bucket stored in Redis. Uses the server's clock so every process,
+# on every machine, sees the same time. Returns 0 when a token was taken, else microseconds to wait.
+_REDIS_BUCKET_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens) / rate * 1000000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return wait
+"""
+
+
+class RedisTokenBucket:
+    """The same bucket, held in Redis, so all pollers, backfills and workers share one budget."""
+
+    def __init__(
+        self,
+        redis_client: Any,
+        *,
+        rate: float,
+        burst: float = 1.0,
+        key: str = "kalshi_insights:kalshi_rate",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.key = key
+        self._sleep = sleep
+        self._script = redis_client.register_script(_REDIS_BUCKET_LUA)
+
+    def acquire(self) -> None:
+        while True:
+            wait_us = int(self._script(keys=[self.key], args=[self.rate, self.burst]))
+            if wait_us <= 0:
+                return
+            self._sleep(wait_us / 1_000_000)
+
+
+class NoThrottle:
+    def acquire(self) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------------
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _describe(method: str, url: httpx.URL | str) -> str:
+    return f"{method} {url}"
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """Kalshi's error body is {"error": {"code","message","details"}} or {"error": "..."}."""
+    text = response.text[:300]
+    try:
+        body = response.json()
+    except ValueError:
+        return text.strip() or response.reason_phrase
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        parts = [str(error.get(k)) for k in ("code", "message", "details") if error.get(k)]
+        return ": ".join(parts) or text
+    if isinstance(error, str):
+        return error
+    return text
+
+
+@dataclass
+class KalshiClient:
+    """One httpx.Client plus the throttle and retry policy. Use as a context manager."""
+
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = 15.0
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    throttle: Throttle = field(default_factory=NoThrottle)
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    headers: Mapping[str, str] = field(default_factory=dict)
+    requests_made: int = field(default=0, init=False)
+    _http: httpx.Client = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(self.timeout),
+            transport=self.transport,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers},
+            follow_redirects=True,
+        )
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> KalshiClient:
+        """Build a client from Django settings (KALSHI_API_BASE, KALSHI_RATE_LIMIT, ...)."""
+        from django.conf import settings
+
+        options: dict[str, Any] = {
+            "base_url": settings.KALSHI_API_BASE,
+            "timeout": settings.KALSHI_TIMEOUT,
+            "max_retries": settings.KALSHI_MAX_RETRIES,
+        }
+        if "throttle" not in overrides:
+            options["throttle"] = shared_throttle(
+                rate=settings.KALSHI_RATE_LIMIT,
+                burst=settings.KALSHI_RATE_BURST,
+                redis_url=settings.REDIS_URL,
+            )
+        options.update(overrides)
+        return cls(**options)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> KalshiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        # "Full jitter": spreads retries from many processes instead of synchronising them.
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * (2**attempt)))
+
+    def request(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        """GET `path` and return the body, retrying transient failures; raises KalshiError."""
+        clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        request = self._http.build_request("GET", path, params=clean)
+        where = _describe("GET", request.url)
+        attempts = self.max_retries + 1
+        last_problem = ""
+        last_status: int | None = None
+        for attempt in range(attempts):
+            if attempt:
+                delay = self._backoff(attempt - 1)
+                logger.info("Retrying %s in %.2fs (%s)", where, delay, last_problem)
+                self.sleep(delay)
+            self.throttle.acquire()
+            self.requests_made += 1
+            try:
+                response = self._http.send(request)
+            except httpx.TimeoutException as exc:
+                last_problem, last_status = f"timed out after {self.timeout:g}s ({type(exc).__name__})", None
+                continue
+            except httpx.TransportError as exc:
+                last_problem, last_status = f"could not connect: {exc or type(exc).__name__}", None
+                continue
+            if response.status_code in RETRY_STATUSES:
+                last_problem = f"HTTP {response.status_code} {_error_detail(response)}".strip()
+                last_status = response.status_code
+                continue
+            if response.status_code >= 400:
+                hint = ""
+                if response.status_code == 404 and "/markets/" not in path and "/events/" not in path:
+                    hint = f" Is KALSHI_API_BASE right? It is {self.base_url}."
+                raise KalshiError(
+                    f"{where} failed: HTTP {response.status_code} {_error_detail(response)}.{hint}",
+                    url=str(request.url),
+                    status_code=response.status_code,
+                    attempts=attempt + 1,
+                )
+            return response.content
+        advice = (
+            f" Check KALSHI_API_BASE ({self.base_url}) and this machine's network access."
+            if last_status is None
+            else " Kalshi kept refusing; try again later or lower KALSHI_RATE_LIMIT."
+            if last_status == 429
+            else " Kalshi's API is having trouble; try again later."
+        )
+        raise KalshiError(
+            f"{where} failed after {attempts} attempt(s): {last_problem}.{advice}",
+            url=str(request.url),
+            status_code=last_status,
+            attempts=attempts,
+        )
+
+    def _decode(self, body: bytes, type_: type[Any], path: str) -> Any:
+        try:
+            return msgspec.json.decode(body, type=type_)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise KalshiError(
+                f"GET {self.base_url}{path} returned a response we cannot read: {exc}. "
+                f"Is KALSHI_API_BASE ({self.base_url}) pointing at Kalshi's Trade API v2?",
+                url=f"{self.base_url}{path}",
+            ) from None
+
+    # -- markets ---------------------------------------------------------------------------------
+
+    def get_markets_page(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        status: str | None = None,
+        event_ticker: str | None = None,
+        series_ticker: str | None = None,
+        tickers: Sequence[str] | None = None,
+        mve_filter: str | None = "exclude",
+        min_close_ts: int | None = None,
+        max_close_ts: int | None = None,
+        min_settled_ts: int | None = None,
+        max_settled_ts: int | None = None,
+        min_updated_ts: int | None = None,
+    ) -> MarketsPage:
+        """One page of GET /markets. `status` takes filter names (open, closed, settled, ...)."""
+        if status is not None and status not in MARKET_STATUS_FILTERS:
+            raise ValueError(f"status must be one of {', '.join(MARKET_STATUS_FILTERS)}, not {status!r}")
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        params = {
+            "cursor": cursor,
+            "limit": limit,
+            "status": status,
+            "event_ticker": event_ticker,
+            "series_ticker": series_ticker,
+            "tickers": ",".join(tickers) if tickers else None,
+            "mve_filter": mve_filter,
+            "min_close_ts": min_close_ts,
+            "max_close_ts": max_close_ts,
+            "min_settled_ts": min_settled_ts,
+            "max_settled_ts": max_settled_ts,
+            "min_updated_ts": min_updated_ts,
+        }
+        return self._markets_page("/markets", params)
+
+    def _markets_page(self, path: str, params: Mapping[str, Any]) -> MarketsPage:
+        body = self.request(path, params)
+        received_at = datetime.now(UTC)
+        page = self._decode(body, _ListPage, path)
+        if page.markets is None:
+            raise KalshiError(
+                f"GET {self.base_url}{path} returned no 'markets' list.", url=f"{self.base_url}{path}"
+            )
+        quotes, pairs, skipped = _parse_each(page.markets, KalshiQuote)
+        return MarketsPage(
+            quotes=quotes,
+            raw={obj.ticker: data for data, obj in pairs},
+            skipped=skipped,
+            cursor=page.cursor or None,
+            received_at=received_at,
+        )
+
+    def iter_markets_pages(self, **filters: Any) -> Iterator[MarketsPage]:
+        """Every page of GET /markets for the filters, following the cursor to the end."""
+        return self._follow(self.get_markets_page, filters)
+
+    def _follow(self, fetch: Callable[..., Any], filters: dict[str, Any]) -> Iterator[Any]:
+        cursor: str | None = filters.pop("cursor", None)
+        seen: set[str] = set()
+        while True:
+            page = fetch(cursor=cursor, **filters)
+            yield page
+            cursor = page.cursor
+            # An empty cursor ends the listing; a repeated one would loop forever.
+            if not cursor or cursor in seen:
+                return
+            seen.add(cursor)
+
+    def get_market(self, ticker: str) -> KalshiMarket:
+        path = f"/markets/{ticker}"
+        return self._decode(self.request(path), _MarketEnvelope, path).market  # type: ignore[no-any-return]
+
+    def get_market_raw(self, ticker: str) -> tuple[KalshiMarket, bytes]:
+        """The market and its JSON object exactly as received."""
+        path = f"/markets/{ticker}"
+        body = self.request(path)
+
+        class _RawEnvelope(msgspec.Struct):
+            market: msgspec.Raw
+
+        raw = bytes(self._decode(body, _RawEnvelope, path).market)
+        try:
+            return parse_market(raw), raw
+        except MalformedPayload as exc:
+            raise KalshiError(f"GET {self.base_url}{path} returned a malformed market: {exc}") from None
+
+    # -- events and series -----------------------------------------------------------------------
+
+    def get_events_page(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int = 200,
+        status: str | None = None,
+        series_ticker: str | None = None,
+        event_tickers: Sequence[str] | None = None,
+        with_nested_markets: bool = False,
+        min_close_ts: int | None = None,
+    ) -> EventsPage:
+        if status is not None and status not in EVENT_STATUS_FILTERS:
+            raise ValueError(f"status must be one of {', '.join(EVENT_STATUS_FILTERS)}, not {status!r}")
+        if not 1 <= limit <= 200:
+            raise ValueError("limit must be between 1 and 200")
+        params = {
+            "cursor": cursor,
+            "limit": limit,
+            "status": status,
+            "series_ticker": series_ticker,
+            "tickers": ",".join(event_tickers) if event_tickers else None,
+            "with_nested_markets": "true" if with_nested_markets else None,
+            "min_close_ts": min_close_ts,
+        }
+        body = self.request("/events", params)
+        page = self._decode(body, _ListPage, "/events")
+        events, _, skipped = _parse_each(page.events, KalshiEvent, key=b"event_ticker")
+        return EventsPage(events=events, skipped=skipped, cursor=page.cursor or None)
+
+    def iter_events_pages(self, **filters: Any) -> Iterator[EventsPage]:
+        return self._follow(self.get_events_page, filters)
+
+    def get_event(self, event_ticker: str, *, with_nested_markets: bool = True) -> KalshiEvent:
+        """One event; its markets are in `.markets` whichever of Kalshi's two layouts came back."""
+        path = f"/events/{event_ticker}"
+        params = {"with_nested_markets": "true" if with_nested_markets else "false"}
+        envelope = self._decode(self.request(path, params), _EventEnvelope, path)
+        event: KalshiEvent = envelope.event
+        if not event.markets and envelope.markets:
+            event.markets = envelope.markets
+        return event
+
+    def get_series(self, series_ticker: str) -> KalshiSeries:
+        path = f"/series/{series_ticker}"
+        return self._decode(self.request(path), _SeriesEnvelope, path).series  # type: ignore[no-any-return]
+
+    def get_series_list(
+        self, *, category: str | None = None, tags: str | None = None
+    ) -> tuple[list[KalshiSeries], list[SkippedObject]]:
+        body = self.request("/series", {"category": category, "tags": tags})
+        envelope = self._decode(body, _SeriesListEnvelope, "/series")
+        series, _, skipped = _parse_each(envelope.series, KalshiSeries)
+        return series, skipped
+
+    # -- book, trades, exchange ------------------------------------------------------------------
+
+    def get_orderbook(self, ticker: str, *, depth: int | None = None) -> Orderbook:
+        path = f"/markets/{ticker}/orderbook"
+        envelope = self._decode(self.request(path, {"depth": depth}), _OrderbookEnvelope, path)
+        if envelope.orderbook_fp is not None:
+            sides = envelope.orderbook_fp
+            return Orderbook(ticker=ticker, yes=sides.yes_dollars or [], no=sides.no_dollars or [])
+        if envelope.orderbook is not None:
+            legacy = envelope.orderbook
+            # Jan-2026 books: integer counts, prices as both cents and dollar strings; sides may be null.
+            return Orderbook(
+                ticker=ticker,
+                yes=[OrderbookLevel(Decimal(p), Decimal(c)) for p, c in legacy.yes_dollars or []]
+                or [OrderbookLevel(Decimal(p) / HUNDRED, Decimal(c)) for p, c in legacy.yes or []],
+                no=[OrderbookLevel(Decimal(p), Decimal(c)) for p, c in legacy.no_dollars or []]
+                or [OrderbookLevel(Decimal(p) / HUNDRED, Decimal(c)) for p, c in legacy.no or []],
+            )
+        raise KalshiError(f"GET {self.base_url}{path} returned no order book.", url=f"{self.base_url}{path}")
+
+    def get_trades_page(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        ticker: str | None = None,
+        min_ts: int | None = None,
+        max_ts: int | None = None,
+    ) -> TradesPage:
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        params = {"cursor": cursor, "limit": limit, "ticker": ticker, "min_ts": min_ts, "max_ts": max_ts}
+        body = self.request("/markets/trades", params)
+        page = self._decode(body, _ListPage, "/markets/trades")
+        trades, _, skipped = _parse_each(page.trades, KalshiTrade, key=b"trade_id")
+        return TradesPage(trades=trades, skipped=skipped, cursor=page.cursor or None)
+
+    def iter_trades_pages(self, **filters: Any) -> Iterator[TradesPage]:
+        return self._follow(self.get_trades_page, filters)
+
+    def get_exchange_status(self) -> ExchangeStatus:
+        return self._decode(self.request("/exchange/status"), ExchangeStatus, "/exchange/status")  # type: ignore[no-any-return]
+
+
+def shared_throttle(*, rate: float, burst: float, redis_url: str | None) -> Throttle:
+    """The Redis-backed bucket when Redis is configured and answering, else an in-process one."""
+    if redis_url:
+        import redis
+
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            logger.warning(
+                "Redis at REDIS_URL is unreachable (%s); the Kalshi rate limit is per-process only.", exc
+            )
+        else:
+            return RedisTokenBucket(client, rate=rate, burst=burst)
+    return _process_bucket(rate, burst)
+
+
+_PROCESS_BUCKETS: dict[tuple[float, float], TokenBucket] = {}
+_PROCESS_BUCKETS_LOCK = threading.Lock()
+
+
+def _process_bucket(rate: float, burst: float) -> TokenBucket:
+    # One bucket per process, so several clients in one worker still share the budget.
+    with _PROCESS_BUCKETS_LOCK:
+        bucket = _PROCESS_BUCKETS.get((rate, burst))
+        if bucket is None:
+            bucket = _PROCESS_BUCKETS[(rate, burst)] = TokenBucket(rate, burst)
+        return bucket

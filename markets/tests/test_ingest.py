@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+import time_machine
+
+from markets import ingest
+from markets.models import Market, MarketSnapshot, PollOutcome, PollRun, SnapshotSource
+
+pytestmark = pytest.mark.django_db
+
+SETTLED = "2026-08_markets_settled.json"
+LIVE = "2026-10_markets_page.json"
+
+
+def _exchange(kalshi_fixture, pages, counter=None):
+    """A handler serving `pages` (lists of market dicts) with cursors, plus events/series."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if counter is not None:
+            counter.append(request)
+        path = request.url.path
+        if path.endswith("/markets"):
+            index = int(request.url.params.get("cursor") or 0)
+            cursor = str(index + 1) if index + 1 < len(pages) else ""
+            return httpx.Response(200, json={"markets": pages[index], "cursor": cursor})
+        if path.endswith("/events"):
+            return httpx.Response(200, json=kalshi_fixture("2026-10_events_page.json"))
+        if path.endswith("/series"):
+            return httpx.Response(200, json={"series": []})
+        if "/series/" in path:
+            return httpx.Response(200, json=kalshi_fixture("2026-10_series_single.json"))
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "not found"}})
+
+    return handler
+
+
+@pytest.fixture
+def live_markets(kalshi_fixture):
+    return kalshi_fixture(LIVE)["markets"]
+
+
+def test_it_stores_markets_and_one_snapshot_each_on_first_cycle(kalshi_client, kalshi_fixture, live_markets):
+    settled = kalshi_fixture(SETTLED)["markets"]
+    client = kalshi_client(_exchange(kalshi_fixture, [settled[:20], settled[20:] + live_markets]))
+
+    run = ingest.run_poll_cycle(client=client)
+
+    assert run.outcome == PollOutcome.OK
+    assert (run.pages, run.markets_seen, run.markets_created) == (2, 46, 46)
+    assert run.snapshots_written == 46 == MarketSnapshot.objects.count()
+    market = Market.objects.get(ticker="KXNFLGAME-26OCT08TBDAL-DAL")
+    assert market.yes_bid == Decimal("0.8000")
+    assert market.yes_bid_size == Decimal("16529.55")
+    assert market.volume == Decimal("271926.68")
+    assert market.raw["ticker"] == market.ticker
+    snap = market.snapshots.get()
+    assert snap.source == SnapshotSource.POLL
+    assert snap.open_interest == Decimal("242310.93")
+
+
+def test_it_skips_unchanged_quotes_and_writes_changed_ones(kalshi_client, kalshi_fixture, live_markets):
+    pages = [live_markets]
+    client = kalshi_client(_exchange(kalshi_fixture, pages))
+    ingest.run_poll_cycle(client=client)
+
+    second = ingest.run_poll_cycle(client=client)
+    assert (second.snapshots_written, second.unchanged_skipped) == (0, 2)
+
+    changed = json.loads(json.dumps(live_markets))
+    changed[0]["yes_bid_dollars"] = "0.8050"  # a sub-cent move
+    pages[0] = changed
+    third = ingest.run_poll_cycle(client=client)
+    assert (third.snapshots_written, third.unchanged_skipped) == (1, 1)
+    market = Market.objects.get(ticker=changed[0]["ticker"])
+    assert market.yes_bid == Decimal("0.8050")
+    assert list(market.snapshots.order_by("captured_at").values_list("yes_bid", flat=True)) == [
+        Decimal("0.8000"),
+        Decimal("0.8050"),
+    ]
+
+
+def test_it_writes_a_heartbeat_snapshot_when_quote_is_stale(kalshi_client, kalshi_fixture, live_markets, settings):
+    settings.KALSHI_SNAPSHOT_HEARTBEAT = 600
+    client = kalshi_client(_exchange(kalshi_fixture, [live_markets]))
+    with time_machine.travel("2026-10-06 07:00:00Z", tick=False):
+        ingest.run_poll_cycle(client=client)
+    with time_machine.travel("2026-10-06 07:05:00Z", tick=False):
+        assert ingest.run_poll_cycle(client=client).snapshots_written == 0
+    with time_machine.travel("2026-10-06 07:10:01Z", tick=False):
+        assert ingest.run_poll_cycle(client=client).snapshots_written == 2
+    assert MarketSnapshot.objects.count() == 4
+
+
+def test_it_skips_a_malformed_market_and_keeps_the_rest(kalshi_client, kalshi_fixture, live_markets, caplog):
+    broken = json.loads(json.dumps(live_markets))
+    broken[0]["yes_bid_dollars"] = "1.7500"  # outside [0, 1]
+    client = kalshi_client(_exchange(kalshi_fixture, [broken]))
+
+    run = ingest.run_poll_cycle(client=client)
+
+    assert run.outcome == PollOutcome.PARTIAL
+    assert run.errors == 1
+    assert broken[0]["ticker"] in run.error_messages[0]
+    assert broken[0]["ticker"] in caplog.text
+    assert list(Market.objects.values_list("ticker", flat=True)) == [broken[1]["ticker"]]
+
+
+def test_it_is_idempotent_over_the_same_page(kalshi_client, kalshi_fixture, live_markets):
+    client = kalshi_client(_exchange(kalshi_fixture, [live_markets + live_markets]))
+    ingest.run_poll_cycle(client=client)
+    ingest.run_poll_cycle(client=client)
+    assert Market.objects.count() == 2
+    assert MarketSnapshot.objects.count() == 2
+
+
+def test_it_blocks_a_concurrent_cycle(kalshi_client, kalshi_fixture, live_markets):
+    client = kalshi_client(_exchange(kalshi_fixture, [live_markets]))
+    with ingest.locks.exclusive(ingest.POLL_LOCK_NAME) as held:
+        assert held is not None
+        run = ingest.run_poll_cycle(client=client)
+    assert run.outcome == PollOutcome.SKIPPED
+    assert client.requests_made == 0
+    assert ingest.run_poll_cycle(client=client).outcome == PollOutcome.OK
+
+
+def test_it_records_a_failed_run_and_keeps_stored_pages(kalshi_client, kalshi_fixture, live_markets):
+    def handler(request):
+        if request.url.params.get("cursor") == "1":
+            return httpx.Response(503, text="upstream down")
+        return httpx.Response(200, json={"markets": live_markets, "cursor": "1"})
+
+    client = kalshi_client(handler, max_retries=1)
+    with pytest.raises(ingest.KalshiError, match="503"):
+        ingest.run_poll_cycle(client=client)
+    run = PollRun.objects.get()
+    assert run.outcome == PollOutcome.FAILED
+    assert run.pages == 1
+    assert run.finished_at is not None
+    assert MarketSnapshot.objects.count() == 2
+
+
+def test_it_fills_in_events_and_series_after_paging(kalshi_client, kalshi_fixture, live_markets):
+    client = kalshi_client(_exchange(kalshi_fixture, [live_markets]))
+    ingest.run_poll_cycle(client=client)
+    market = Market.objects.select_related("event__series").get(ticker="KXNFLGAME-26OCT08TBDAL-DAL")
+    assert market.event.title == "TB Buccaneers vs DAL Cowboys"
+    assert market.event.series.ticker == "KXNFLGAME"
+    assert market.event.series.fee_type == "quadratic_with_maker_fees"
+    assert market.event.series.fee_multiplier == Decimal(1)
