@@ -13,17 +13,17 @@ from django.utils.html import format_html
 from .models import Event, Market, MarketSnapshot, PollRun, Series
 
 
-class EstimatedCountPaginator(Paginator):
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     """Uses PostgreSQL's planner estimate instead of COUNT(*) for unfiltered big tables."""
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
-        query = self.object_list.query  # type: ignore[union-attr]
-        if connection.vendor == "postgresql" and not query.where:
+    def count(self) -> int:
+        object_list: Any = self.object_list
+        if connection.vendor == "postgresql" and not object_list.query.where:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
-                    [self.object_list.model._meta.db_table],  # type: ignore[union-attr]
+                    [object_list.model._meta.db_table],
                 )
                 row = cursor.fetchone()
             if row and row[0] > 10_000:

@@ -14,6 +14,7 @@ This module imports Django only inside `KalshiClient.from_settings()`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -94,13 +95,13 @@ def _check_count(name: str, value: Decimal | None) -> None:
         raise ValueError(f"{name}={value} is negative")
 
 
-class PriceRange(msgspec.Struct, frozen=True):
+class PriceRange(msgspec.Struct, frozen=True, gc=False):
     start: Decimal
     end: Decimal
     step: Decimal
 
 
-class KalshiMarket(msgspec.Struct, kw_only=True):
+class KalshiMarket(msgspec.Struct, kw_only=True, gc=False):
     """One market as GET /markets returns it (current shape, or Jan-2026 hybrid with cents)."""
 
     ticker: str
@@ -359,102 +360,186 @@ class SkippedObject:
     reason: str
 
 
-class KalshiQuote(msgspec.Struct, kw_only=True):
+_QUOTE_STRING_FIELDS = (
+    "yes_bid_dollars",
+    "yes_ask_dollars",
+    "no_bid_dollars",
+    "no_ask_dollars",
+    "last_price_dollars",
+    "yes_bid_size_fp",
+    "yes_ask_size_fp",
+    "volume_fp",
+    "volume_24h_fp",
+    "open_interest_fp",
+    "previous_yes_bid_dollars",
+    "previous_yes_ask_dollars",
+    "previous_price_dollars",
+)
+# The same values in the pre-March-2026 integer shape (cents for prices, whole contracts).
+_QUOTE_LEGACY_FIELDS = (
+    "yes_bid",
+    "yes_ask",
+    "no_bid",
+    "no_ask",
+    "last_price",
+    None,
+    None,
+    "volume",
+    "volume_24h",
+    "open_interest",
+    "previous_yes_bid",
+    "previous_yes_ask",
+    "previous_price",
+)
+_QUOTE_IS_PRICE = (True, True, True, True, True, False, False, False, False, False, True, True, True)
+
+
+def _digest(text: str) -> int:
+    # blake2b rather than hash(): str hashes are salted per process, and these digests are stored.
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
     """The part of a market object the poller reads on every cycle: identity, state and quote.
 
-    Decoding only these fields costs about a third of a full `KalshiMarket`, which matters at
-    ~100k markets every 15 s; the full object is parsed only for new or changed markets.
+    (`gc=False`: these hold only strings and ints, so they cannot form reference cycles, and
+    100k of them per cycle would otherwise keep triggering the cyclic garbage collector.)
+
+    At ~100k markets every 15 s, most of which did not change, the quote is kept as Kalshi's exact
+    strings and digested as text; `values()` turns it into validated Decimals only for the markets
+    that changed. The full object (`KalshiMarket`) is parsed only for new or changed markets.
     """
 
     ticker: str
     event_ticker: str
     status: str = ""
     result: str = ""
-    updated_time: datetime | None = None
-    yes_bid: Decimal | None = msgspec.field(default=None, name="yes_bid_dollars")
-    yes_ask: Decimal | None = msgspec.field(default=None, name="yes_ask_dollars")
-    no_bid: Decimal | None = msgspec.field(default=None, name="no_bid_dollars")
-    no_ask: Decimal | None = msgspec.field(default=None, name="no_ask_dollars")
-    last_price: Decimal | None = msgspec.field(default=None, name="last_price_dollars")
-    yes_bid_size: Decimal | None = msgspec.field(default=None, name="yes_bid_size_fp")
-    yes_ask_size: Decimal | None = msgspec.field(default=None, name="yes_ask_size_fp")
-    volume: Decimal | None = msgspec.field(default=None, name="volume_fp")
-    volume_24h: Decimal | None = msgspec.field(default=None, name="volume_24h_fp")
-    open_interest: Decimal | None = msgspec.field(default=None, name="open_interest_fp")
-    previous_yes_bid: Decimal | None = msgspec.field(default=None, name="previous_yes_bid_dollars")
-    previous_yes_ask: Decimal | None = msgspec.field(default=None, name="previous_yes_ask_dollars")
-    previous_price: Decimal | None = msgspec.field(default=None, name="previous_price_dollars")
-    legacy_yes_bid: int | None = msgspec.field(default=None, name="yes_bid")
-    legacy_yes_ask: int | None = msgspec.field(default=None, name="yes_ask")
-    legacy_no_bid: int | None = msgspec.field(default=None, name="no_bid")
-    legacy_no_ask: int | None = msgspec.field(default=None, name="no_ask")
-    legacy_last_price: int | None = msgspec.field(default=None, name="last_price")
-    legacy_previous_yes_bid: int | None = msgspec.field(default=None, name="previous_yes_bid")
-    legacy_previous_yes_ask: int | None = msgspec.field(default=None, name="previous_yes_ask")
-    legacy_previous_price: int | None = msgspec.field(default=None, name="previous_price")
-    legacy_volume: int | None = msgspec.field(default=None, name="volume")
-    legacy_volume_24h: int | None = msgspec.field(default=None, name="volume_24h")
-    legacy_open_interest: int | None = msgspec.field(default=None, name="open_interest")
+    updated_time: str | None = None
+    yes_bid_dollars: str | None = None
+    yes_ask_dollars: str | None = None
+    no_bid_dollars: str | None = None
+    no_ask_dollars: str | None = None
+    last_price_dollars: str | None = None
+    yes_bid_size_fp: str | None = None
+    yes_ask_size_fp: str | None = None
+    volume_fp: str | None = None
+    volume_24h_fp: str | None = None
+    open_interest_fp: str | None = None
+    previous_yes_bid_dollars: str | None = None
+    previous_yes_ask_dollars: str | None = None
+    previous_price_dollars: str | None = None
+    yes_bid: int | None = None
+    yes_ask: int | None = None
+    no_bid: int | None = None
+    no_ask: int | None = None
+    last_price: int | None = None
+    volume: int | None = None
+    volume_24h: int | None = None
+    open_interest: int | None = None
+    previous_yes_bid: int | None = None
+    previous_yes_ask: int | None = None
+    previous_price: int | None = None
 
     def __post_init__(self) -> None:
-        # Written out field by field: this runs ~100k times per poll cycle.
-        if self.yes_bid is None and self.legacy_yes_bid is not None:
-            self.yes_bid = _cents(self.legacy_yes_bid)
-        if self.yes_ask is None and self.legacy_yes_ask is not None:
-            self.yes_ask = _cents(self.legacy_yes_ask)
-        if self.no_bid is None and self.legacy_no_bid is not None:
-            self.no_bid = _cents(self.legacy_no_bid)
-        if self.no_ask is None and self.legacy_no_ask is not None:
-            self.no_ask = _cents(self.legacy_no_ask)
-        if self.last_price is None and self.legacy_last_price is not None:
-            self.last_price = _cents(self.legacy_last_price)
-        if self.previous_yes_bid is None and self.legacy_previous_yes_bid is not None:
-            self.previous_yes_bid = _cents(self.legacy_previous_yes_bid)
-        if self.previous_yes_ask is None and self.legacy_previous_yes_ask is not None:
-            self.previous_yes_ask = _cents(self.legacy_previous_yes_ask)
-        if self.previous_price is None and self.legacy_previous_price is not None:
-            self.previous_price = _cents(self.legacy_previous_price)
-        if self.volume is None and self.legacy_volume is not None:
-            self.volume = Decimal(self.legacy_volume)
-        if self.volume_24h is None and self.legacy_volume_24h is not None:
-            self.volume_24h = Decimal(self.legacy_volume_24h)
-        if self.open_interest is None and self.legacy_open_interest is not None:
-            self.open_interest = Decimal(self.legacy_open_interest)
-        for price in (
-            self.yes_bid,
-            self.yes_ask,
-            self.no_bid,
-            self.no_ask,
-            self.last_price,
-            self.previous_yes_bid,
-            self.previous_yes_ask,
-            self.previous_price,
-        ):
-            if price is not None and not (ZERO <= price <= ONE):
-                raise ValueError(f"price {price} is outside [0, 1] dollars")
-        for count in (self.yes_bid_size, self.yes_ask_size, self.volume, self.volume_24h, self.open_interest):
-            if count is not None and count < ZERO:
-                raise ValueError(f"count {count} is negative")
-        if self.updated_time is not None and self.updated_time.year == _UNSET_YEAR:
-            self.updated_time = None
         if not self.ticker or not self.event_ticker:
             raise ValueError("ticker and event_ticker must not be empty")
 
-    @property
-    def quote(self) -> tuple[Decimal | None, ...]:
-        """The fields a snapshot records, in MarketSnapshot's column order."""
+    def _texts(self) -> tuple[str | None, ...]:
         return (
-            self.yes_bid,
-            self.yes_ask,
-            self.no_bid,
-            self.no_ask,
-            self.last_price,
-            self.yes_bid_size,
-            self.yes_ask_size,
-            self.volume,
-            self.volume_24h,
-            self.open_interest,
+            self.yes_bid_dollars,
+            self.yes_ask_dollars,
+            self.no_bid_dollars,
+            self.no_ask_dollars,
+            self.last_price_dollars,
+            self.yes_bid_size_fp,
+            self.yes_ask_size_fp,
+            self.volume_fp,
+            self.volume_24h_fp,
+            self.open_interest_fp,
+            self.previous_yes_bid_dollars,
+            self.previous_yes_ask_dollars,
+            self.previous_price_dollars,
         )
+
+    def quote_digest(self) -> int:
+        """A stable 64-bit digest of every quote value, as sent."""
+        texts = self._texts()
+        if None not in texts:
+            return _digest("\x1f".join(texts))  # type: ignore[arg-type]
+        # Some value missing: the integer fields of the old shape may stand in for it.
+        legacy = [getattr(self, name) if name else None for name in _QUOTE_LEGACY_FIELDS]
+        return _digest("\x1f".join([t or "" for t in texts]) + repr(legacy))
+
+    def state_digest(self) -> int:
+        """A stable digest of what says the market's metadata may have changed."""
+        return _digest(f"{self.updated_time}\x1f{self.status}\x1f{self.result}")
+
+    def values(self) -> tuple[Decimal | None, ...]:
+        """The 13 quote values as validated Decimals, in `QUOTE_VALUE_NAMES` order.
+
+        Raises MalformedPayload if a value is not a decimal or is out of range.
+        """
+        texts = self._texts()
+        try:
+            if None not in texts:  # the current shape: every field present
+                values: tuple[Decimal | None, ...] = tuple(map(Decimal, texts))  # type: ignore[arg-type]
+            else:
+                values = tuple(self._value(i, text) for i, text in enumerate(texts))
+        except ArithmeticError:
+            bad = next(t for t in texts if t is not None and not _is_decimal(t))
+            raise MalformedPayload(f"{bad!r} is not a decimal") from None
+        for i, value in enumerate(values):
+            if value is not None and (
+                not value.is_finite() or value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE)
+            ):
+                raise MalformedPayload(f"{_QUOTE_STRING_FIELDS[i]}={value} is out of range")
+        return values
+
+    def checked_texts(self) -> tuple[str | None, ...]:
+        """The 13 quote values as exact decimal strings, validated like `values()`.
+
+        Kalshi's own strings when present, so a writer can pass them on without formatting.
+        """
+        texts = self._texts()
+        values = self.values()
+        if None not in texts:
+            return texts
+        return tuple(None if v is None else str(v) for v in values)
+
+    def _value(self, i: int, text: str | None) -> Decimal | None:
+        if text is not None:
+            return Decimal(text)
+        legacy = _QUOTE_LEGACY_FIELDS[i]
+        raw = getattr(self, legacy) if legacy else None
+        if raw is None:
+            return None
+        return Decimal(raw) / HUNDRED if _QUOTE_IS_PRICE[i] else Decimal(raw)
+
+
+def _is_decimal(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
+
+
+# Names of KalshiQuote.values(), as Market/MarketSnapshot field names; the first 10 are a snapshot.
+QUOTE_VALUE_NAMES = (
+    "yes_bid",
+    "yes_ask",
+    "no_bid",
+    "no_ask",
+    "last_price",
+    "yes_bid_size",
+    "yes_ask_size",
+    "volume",
+    "volume_24h",
+    "open_interest",
+    "previous_yes_bid",
+    "previous_yes_ask",
+    "previous_price",
+)
 
 
 @dataclass(slots=True)
@@ -462,8 +547,9 @@ class MarketsPage:
     """One page of markets: quotes parsed for all, full objects parsed on demand."""
 
     quotes: list[KalshiQuote]
-    # Each market's JSON exactly as received, keyed by ticker.
-    raw: dict[str, bytes]
+    # Each market's JSON exactly as received, keyed by ticker (a view into the page's body:
+    # `bytes(page.raw[t])` for a copy).
+    raw: dict[str, msgspec.Raw]
     skipped: list[SkippedObject]
     cursor: str | None
     received_at: datetime
@@ -558,23 +644,29 @@ def parse_market(raw: bytes) -> KalshiMarket:
         raise MalformedPayload(str(exc)) from None
 
 
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
 def _parse_each(
     raws: Sequence[msgspec.Raw] | None, type_: type[Any], key: bytes = b"ticker"
-) -> tuple[list[Any], list[tuple[bytes, Any]], list[SkippedObject]]:
+) -> tuple[list[Any], list[tuple[msgspec.Raw, Any]], list[SkippedObject]]:
+    """Decode each object of a list on its own, so one malformed object costs only itself."""
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        decoder = _DECODERS[type_] = msgspec.json.Decoder(type_)
     parsed: list[Any] = []
-    pairs: list[tuple[bytes, Any]] = []
+    pairs: list[tuple[msgspec.Raw, Any]] = []
     skipped: list[SkippedObject] = []
     for raw in raws or ():
-        data = bytes(raw)
         try:
-            obj = msgspec.json.decode(data, type=type_)
+            obj = decoder.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            ticker = _guess_ticker(data, key)
+            ticker = _guess_ticker(bytes(raw), key)
             logger.warning("Skipping malformed %s %s: %s", type_.__name__, ticker, exc)
             skipped.append(SkippedObject(ticker=ticker, reason=str(exc)))
             continue
         parsed.append(obj)
-        pairs.append((data, obj))
+        pairs.append((raw, obj))
     return parsed, pairs, skipped
 
 

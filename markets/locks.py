@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
+from django.db import connection
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,10 @@ def exclusive(name: str, *, timeout: int | None = None) -> Iterator[HeldLock | N
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3, socket_timeout=5)
-        lock = client.lock(f"kalshi_insights:lock:{name}", timeout=ttl, blocking=False)
+        # Scoped to the database: two installations (or test runs) sharing one Redis must not
+        # block each other, while every process writing to the same database must.
+        database = connection.settings_dict["NAME"]
+        lock = client.lock(f"kalshi_insights:{database}:lock:{name}", timeout=ttl, blocking=False)
         try:
             acquired = lock.acquire()
         except redis.RedisError as exc:
@@ -68,7 +72,7 @@ def exclusive(name: str, *, timeout: int | None = None) -> Iterator[HeldLock | N
                 logger.warning("Lock %s had already expired when the cycle finished.", name)
         return
 
-    path = Path(settings.VAR_DIR) / f"{name}.lock"
+    path = Path(settings.VAR_DIR) / f"{name}-{Path(str(connection.settings_dict['NAME'])).name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

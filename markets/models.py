@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-# Kalshi emits up to 6 decimals for dollar amounts (market prices use 4) and 2 for counts.
-PRICE_FIELD_KW: dict[str, Any] = {"max_digits": 10, "decimal_places": 6, "null": True, "blank": True}
-COUNT_FIELD_KW: dict[str, Any] = {"max_digits": 20, "decimal_places": 2, "null": True, "blank": True}
+# Kalshi emits up to 6 decimals for dollar amounts (market prices use 4) and 2 for counts
+# (PRICE: max_digits=10, decimal_places=6; COUNT: max_digits=20, decimal_places=2).
 
 # The quote: what a snapshot records and what "changed since the last snapshot" compares.
 PRICE_FIELDS = ("yes_bid", "yes_ask", "no_bid", "no_ask", "last_price")
@@ -167,7 +165,11 @@ class Market(models.Model):
     status = models.CharField(max_length=20, choices=MarketStatus.choices, db_index=True)
     result = models.CharField(max_length=10, choices=MarketResult.choices, blank=True, default="")
     settlement_value = models.DecimalField(
-        **PRICE_FIELD_KW, help_text="YES payout in dollars once determined (NO pays 1 - this)."
+        max_digits=10,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="YES payout in dollars once determined (NO pays 1 - this).",
     )
     settlement_ts = models.DateTimeField(null=True, blank=True)
     expiration_value = models.CharField(max_length=500, blank=True)
@@ -198,25 +200,32 @@ class Market(models.Model):
     exchange_index = models.PositiveSmallIntegerField(default=0)
 
     # Latest quote (dollars / contracts), as of `last_snapshot_at`.
-    yes_bid = models.DecimalField(**PRICE_FIELD_KW)
-    yes_ask = models.DecimalField(**PRICE_FIELD_KW)
-    no_bid = models.DecimalField(**PRICE_FIELD_KW)
-    no_ask = models.DecimalField(**PRICE_FIELD_KW)
-    last_price = models.DecimalField(**PRICE_FIELD_KW)
-    previous_yes_bid = models.DecimalField(**PRICE_FIELD_KW, help_text="Yes bid a day ago.")
-    previous_yes_ask = models.DecimalField(**PRICE_FIELD_KW, help_text="Yes ask a day ago.")
-    previous_price = models.DecimalField(**PRICE_FIELD_KW, help_text="Last price a day ago.")
-    yes_bid_size = models.DecimalField(**COUNT_FIELD_KW)
-    yes_ask_size = models.DecimalField(**COUNT_FIELD_KW)
-    volume = models.DecimalField(**COUNT_FIELD_KW)
-    volume_24h = models.DecimalField(**COUNT_FIELD_KW)
-    open_interest = models.DecimalField(**COUNT_FIELD_KW)
+    yes_bid = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    yes_ask = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    no_bid = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    no_ask = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    last_price = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    previous_yes_bid = models.DecimalField(
+        max_digits=10, decimal_places=6, null=True, blank=True, help_text="Yes bid a day ago."
+    )
+    previous_yes_ask = models.DecimalField(
+        max_digits=10, decimal_places=6, null=True, blank=True, help_text="Yes ask a day ago."
+    )
+    previous_price = models.DecimalField(
+        max_digits=10, decimal_places=6, null=True, blank=True, help_text="Last price a day ago."
+    )
+    yes_bid_size = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    yes_ask_size = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    volume = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    volume_24h = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    open_interest = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
     updated_time = models.DateTimeField(null=True, blank=True, help_text="Exchange's updated_time.")
     raw = models.JSONField(null=True, blank=True, help_text="The market object as Kalshi last returned it.")
 
-    # Change detection for the poller: a digest of the last stored quote, so an unchanged market
-    # costs one comparison and no write (see ingest.quote_digest).
+    # Change detection for the poller (KalshiQuote.quote_digest / state_digest): an unchanged
+    # market costs two integer comparisons and no write.
     quote_digest = models.BigIntegerField(null=True, blank=True, editable=False)
+    state_digest = models.BigIntegerField(null=True, blank=True, editable=False)
     last_snapshot_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the latest quote was stored as a snapshot."
     )
@@ -296,16 +305,16 @@ class MarketSnapshot(models.Model):
     source = models.CharField(max_length=9, choices=SnapshotSource.choices, default=SnapshotSource.POLL)
     # Per-subscription sequence number of a WebSocket frame; null for polled and backfilled rows.
     sequence = models.BigIntegerField(null=True, blank=True)
-    yes_bid = models.DecimalField(**PRICE_FIELD_KW)
-    yes_ask = models.DecimalField(**PRICE_FIELD_KW)
-    no_bid = models.DecimalField(**PRICE_FIELD_KW)
-    no_ask = models.DecimalField(**PRICE_FIELD_KW)
-    last_price = models.DecimalField(**PRICE_FIELD_KW)
-    yes_bid_size = models.DecimalField(**COUNT_FIELD_KW)
-    yes_ask_size = models.DecimalField(**COUNT_FIELD_KW)
-    volume = models.DecimalField(**COUNT_FIELD_KW)
-    volume_24h = models.DecimalField(**COUNT_FIELD_KW)
-    open_interest = models.DecimalField(**COUNT_FIELD_KW)
+    yes_bid = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    yes_ask = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    no_bid = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    no_ask = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    last_price = models.DecimalField(max_digits=10, decimal_places=6, null=True, blank=True)
+    yes_bid_size = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    yes_ask_size = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    volume = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    volume_24h = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    open_interest = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
     raw = models.JSONField(null=True, blank=True)
 
     objects = MarketSnapshotQuerySet.as_manager()

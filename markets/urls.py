@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.urls import URLPattern
+
 app_name = "markets"
 
-urlpatterns: list = []
+urlpatterns: list[URLPattern] = []

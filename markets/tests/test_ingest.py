@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
 import time_machine
 
-from markets import ingest
+from markets import ingest, locks
+from markets.kalshi import KalshiError
 from markets.models import Market, MarketSnapshot, PollOutcome, PollRun, SnapshotSource
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +57,7 @@ def test_it_stores_markets_and_one_snapshot_each_on_first_cycle(kalshi_client, k
     assert market.yes_bid == Decimal("0.8000")
     assert market.yes_bid_size == Decimal("16529.55")
     assert market.volume == Decimal("271926.68")
-    assert market.raw["ticker"] == market.ticker
+    assert market.raw is not None and market.raw["ticker"] == market.ticker
     snap = market.snapshots.get()
     assert snap.source == SnapshotSource.POLL
     assert snap.open_interest == Decimal("242310.93")
@@ -84,7 +84,9 @@ def test_it_skips_unchanged_quotes_and_writes_changed_ones(kalshi_client, kalshi
     ]
 
 
-def test_it_writes_a_heartbeat_snapshot_when_quote_is_stale(kalshi_client, kalshi_fixture, live_markets, settings):
+def test_it_writes_a_heartbeat_snapshot_when_quote_is_stale(
+    kalshi_client, kalshi_fixture, live_markets, settings
+):
     settings.KALSHI_SNAPSHOT_HEARTBEAT = 600
     client = kalshi_client(_exchange(kalshi_fixture, [live_markets]))
     with time_machine.travel("2026-10-06 07:00:00Z", tick=False):
@@ -120,7 +122,7 @@ def test_it_is_idempotent_over_the_same_page(kalshi_client, kalshi_fixture, live
 
 def test_it_blocks_a_concurrent_cycle(kalshi_client, kalshi_fixture, live_markets):
     client = kalshi_client(_exchange(kalshi_fixture, [live_markets]))
-    with ingest.locks.exclusive(ingest.POLL_LOCK_NAME) as held:
+    with locks.exclusive(ingest.POLL_LOCK_NAME) as held:
         assert held is not None
         run = ingest.run_poll_cycle(client=client)
     assert run.outcome == PollOutcome.SKIPPED
@@ -135,7 +137,7 @@ def test_it_records_a_failed_run_and_keeps_stored_pages(kalshi_client, kalshi_fi
         return httpx.Response(200, json={"markets": live_markets, "cursor": "1"})
 
     client = kalshi_client(handler, max_retries=1)
-    with pytest.raises(ingest.KalshiError, match="503"):
+    with pytest.raises(KalshiError, match="503"):
         ingest.run_poll_cycle(client=client)
     run = PollRun.objects.get()
     assert run.outcome == PollOutcome.FAILED
@@ -149,6 +151,46 @@ def test_it_fills_in_events_and_series_after_paging(kalshi_client, kalshi_fixtur
     ingest.run_poll_cycle(client=client)
     market = Market.objects.select_related("event__series").get(ticker="KXNFLGAME-26OCT08TBDAL-DAL")
     assert market.event.title == "TB Buccaneers vs DAL Cowboys"
-    assert market.event.series.ticker == "KXNFLGAME"
-    assert market.event.series.fee_type == "quadratic_with_maker_fees"
-    assert market.event.series.fee_multiplier == Decimal(1)
+    series = market.event.series
+    assert series is not None
+    assert series.ticker == "KXNFLGAME"
+    assert series.fee_type == "quadratic_with_maker_fees"
+    assert series.fee_multiplier == Decimal(1)
+
+
+def test_it_keeps_raw_json_with_escapes_intact_when_asked(
+    kalshi_client, kalshi_fixture, live_markets, settings
+):
+    settings.KALSHI_STORE_RAW_SNAPSHOTS = True
+    tricky = json.loads(json.dumps(live_markets))
+    title = 'Will "it" rain?\tBack\\slash\nnew line, and caf\u00e9 \u2019'
+    tricky[0]["title"] = title
+    client = kalshi_client(_exchange(kalshi_fixture, [tricky]))
+
+    ingest.run_poll_cycle(client=client)
+
+    snap = MarketSnapshot.objects.get(market__ticker=tricky[0]["ticker"])
+    assert snap.raw is not None and snap.raw["title"] == title
+    assert Market.objects.get(ticker=tricky[0]["ticker"]).title == title
+
+
+def test_it_reads_the_legacy_cents_shape(kalshi_client, kalshi_fixture):
+    legacy = kalshi_fixture("legacy_2026-01_markets_page.json")["markets"]
+    for market in legacy:  # the shape before the dollar fields existed
+        for key in [k for k in market if k.endswith(("_dollars", "_fp"))]:
+            del market[key]
+    legacy[0]["yes_bid"], legacy[0]["yes_ask"], legacy[0]["volume"] = 41, 43, 1200
+    client = kalshi_client(_exchange(kalshi_fixture, [legacy]))
+
+    run = ingest.run_poll_cycle(client=client)
+
+    assert run.outcome == PollOutcome.OK
+    market = Market.objects.get(ticker=legacy[0]["ticker"])
+    assert (market.yes_bid, market.yes_ask, market.volume) == (
+        Decimal("0.41"),
+        Decimal("0.43"),
+        Decimal(1200),
+    )
+    assert market.snapshots.get().yes_ask == Decimal("0.43")
+    legacy[0]["yes_ask"] = 44
+    assert ingest.run_poll_cycle(client=client).snapshots_written == 1
