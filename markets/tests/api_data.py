@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import httpx
 import time_machine
 
 from markets import ingest
 from markets.kalshi import parse_market
-from markets.models import Market, SnapshotSource
+from markets.models import Market, PollOutcome, SnapshotSource
 
 LIVE = "2026-10_markets_page.json"
 SETTLED = "2026-08_markets_settled.json"
@@ -63,13 +65,16 @@ def load(kalshi_client: Any, kalshi_fixture: Any) -> ApiData:
 
     first = datetime(2026, 10, 6, 7, 0, tzinfo=UTC)
     second = first + timedelta(minutes=5)
-    with time_machine.travel(first, tick=False):
-        ingest.run_poll_cycle(client=client)
-    moved = copy.deepcopy(live)
-    moved[0]["yes_bid_dollars"] = "0.8050"  # a sub-cent move
-    pages[1] = settled[20:] + moved
-    with time_machine.travel(second, tick=False):
-        ingest.run_poll_cycle(client=client)
+    # A lock name of its own: a poller running elsewhere on the same Redis must not make
+    # these cycles skip.
+    with mock.patch.object(ingest, "POLL_LOCK_NAME", f"api-test-data-{uuid.uuid4()}"):
+        with time_machine.travel(first, tick=False):
+            assert ingest.run_poll_cycle(client=client).outcome == PollOutcome.OK
+        moved = copy.deepcopy(live)
+        moved[0]["yes_bid_dollars"] = "0.8050"  # a sub-cent move
+        pages[1] = settled[20:] + moved
+        with time_machine.travel(second, tick=False):
+            assert ingest.run_poll_cycle(client=client).outcome == PollOutcome.OK
 
     raw = json.dumps(kalshi_fixture(SCALAR)).encode()
     ingest.record_markets([(parse_market(raw), raw)], captured_at=second)
