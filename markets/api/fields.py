@@ -11,10 +11,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, ClassVar, TypeVar
 
 from django.db import models
+from django.db.models.constants import LOOKUP_SEP
 from rest_framework import serializers
 
 from markets import formatting
@@ -120,16 +121,16 @@ class FastReadSerializer(serializers.ModelSerializer[_M]):
     suite checks that the output equals DRF's standard `to_representation` field for field.
     """
 
-    _plans: ClassVar[dict[type, _Plan]] = {}
+    _plans: ClassVar[dict[tuple[type, bool], _Plan]] = {}
 
-    def _plan(self) -> _Plan:
-        cls = type(self)
-        plan = FastReadSerializer._plans.get(cls)
+    def _plan(self, rows: bool) -> _Plan:
+        key = (type(self), rows)
+        plan = FastReadSerializer._plans.get(key)
         if plan is None:
-            plan = FastReadSerializer._plans[cls] = self._build_plan()
+            plan = FastReadSerializer._plans[key] = self._build_plan(rows)
         return plan
 
-    def _build_plan(self) -> _Plan:
+    def _build_plan(self, rows: bool) -> _Plan:
         steps = []
         for name, field in self.fields.items():
             if field.write_only:
@@ -159,15 +160,32 @@ class FastReadSerializer(serializers.ModelSerializer[_M]):
                 convert = _identity
             else:
                 raise TypeError(f"{type(self).__name__}.{name}: no fast path for {type(field).__name__}")
-            steps.append((name, _getter(field.source_attrs), convert))
+            # Rows from `.values()` are keyed by lookup path: "event__series__ticker".
+            get = itemgetter(LOOKUP_SEP.join(field.source_attrs)) if rows else _getter(field.source_attrs)
+            steps.append((name, get, convert))
         return tuple(steps)
 
-    def to_representation(self, instance: _M) -> dict[str, Any]:
+    def to_representation(self, instance: _M | dict[str, Any]) -> dict[str, Any]:
+        """The output for a model instance, or for a row from `.values(*columns)`."""
         out: dict[str, Any] = {}
-        for name, get, convert in self._plan():
+        for name, get, convert in self._plan(isinstance(instance, dict)):
             value = get(instance)
             out[name] = None if value is None else convert(value)
         return out
+
+    _columns: ClassVar[dict[type, tuple[str, ...]]] = {}
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """The `.values()` columns `to_representation` reads: only what the fields show."""
+        columns = FastReadSerializer._columns.get(cls)
+        if columns is None:
+            columns = FastReadSerializer._columns[cls] = tuple(
+                LOOKUP_SEP.join(field.source_attrs)
+                for field in cls().fields.values()
+                if not field.write_only and not isinstance(field, serializers.BaseSerializer)
+            )
+        return columns
 
 
 def _many(child: FastReadSerializer[Any]) -> Callable[[Any], list[dict[str, Any]]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.core.paginator import InvalidPage
+from django.core.paginator import InvalidPage, Paginator
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
+from django.utils.functional import cached_property
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -33,6 +34,17 @@ def _page_size_schema(param: str, default: int, maximum: int) -> dict[str, Any]:
     }
 
 
+class _Paginator(Paginator[Any]):
+    def __init__(self, object_list: Any, per_page: int, *, count_from: QuerySet[Any] | Sequence[Any]) -> None:
+        super().__init__(object_list, per_page)
+        self.count_from = count_from
+
+    @cached_property
+    def count(self) -> int:
+        source = self.count_from
+        return source.count() if isinstance(source, QuerySet) else len(source)
+
+
 class PageNumberPagination(pagination.PageNumberPagination):
     """`?page=N&page_size=M` with a total `count`; 100 per page, at most 1,000."""
 
@@ -53,7 +65,10 @@ class PageNumberPagination(pagination.PageNumberPagination):
         raw = request.query_params.get(self.page_query_param) or "1"
         if raw not in self.last_page_strings and not (_is_small_whole_number(raw) and int(raw) >= 1):
             raise ValidationError({self.page_query_param: [f"Must be a page number from 1; got {raw!r}."]})
-        paginator = self.django_paginator_class(queryset, page_size)
+        # A view may serve plain rows (see MarketViewSet.as_rows) while the count runs on the bare
+        # filtered queryset, without the joins the rows need.
+        as_rows = getattr(view, "as_rows", None)
+        paginator = _Paginator(as_rows(queryset) if as_rows else queryset, page_size, count_from=queryset)
         try:
             self.page = paginator.page(paginator.num_pages if raw in self.last_page_strings else int(raw))
         except InvalidPage:

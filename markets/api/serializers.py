@@ -148,15 +148,6 @@ class MarketSerializer(FastReadSerializer[Market]):
         ]
         read_only_fields = fields
 
-    # Columns the list reads: only what the fields above show, so wide rows (rules, raw JSON)
-    # are not fetched for a 100-row page.
-    LIST_COLUMNS = (
-        *(f for f in Meta.fields if f not in {"event_ticker", "series_ticker", "quote_captured_at"}),
-        "last_snapshot_at",
-        "event__ticker",
-        "event__series__ticker",
-    )
-
 
 class PriceRangeSerializer(serializers.Serializer[dict[str, str]]):
     start = serializers.CharField(help_text="Dollars, e.g. `0.0000`.")

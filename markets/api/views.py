@@ -114,10 +114,13 @@ class MarketViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Market]):
         return MarketDetailSerializer if self.action == "retrieve" else MarketSerializer
 
     def get_queryset(self) -> QuerySet[Market]:
-        markets = Market.objects.with_event()
         if self.action == "retrieve":
-            return markets.defer("raw", "quote_digest")
-        return markets.only(*MarketSerializer.LIST_COLUMNS)
+            return Market.objects.with_event().defer("raw", "quote_digest")
+        return Market.objects.all()
+
+    def as_rows(self, markets: QuerySet[Market]) -> QuerySet[Market]:
+        """A page's markets as plain rows: building 100 Market objects costs more than the query."""
+        return markets.values(*MarketSerializer.columns())  # type: ignore[no-any-return]
 
 
 class SnapshotQuerySerializer(serializers.Serializer[dict[str, Any]]):
@@ -212,7 +215,7 @@ class MarketSnapshotViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Marke
         )
         if "source" in self.params:
             snapshots = snapshots.from_source(self.params["source"])
-        return snapshots.defer("raw")
+        return snapshots.values(*MarketSnapshotSerializer.columns())  # type: ignore[no-any-return]
 
     def list(  # type: ignore[override]
         self, request: Request, *args: Any, **kwargs: Any
@@ -287,7 +290,7 @@ class EventViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Event]):
     def get_queryset(self) -> QuerySet[Event]:
         events = Event.objects.with_series().with_market_count()
         if self.action == "retrieve":
-            markets = Market.objects.with_event().only(*MarketSerializer.LIST_COLUMNS).order_by("ticker")
+            markets = Market.objects.with_event().order_by("ticker")
             events = events.prefetch_related(Prefetch("markets", queryset=markets))
         return events
 

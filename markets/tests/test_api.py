@@ -606,3 +606,18 @@ def test_it_serializes_exactly_as_drfs_generic_path(data, serializer_class, quer
     for obj in objects:
         serializer = serializer_class(obj)
         assert serializer.data == ModelSerializer.to_representation(serializer, obj)
+
+
+@pytest.mark.parametrize(
+    ("serializer_class", "queryset"),
+    [
+        (api_serializers.MarketSerializer, lambda: Market.objects.with_event()),
+        (api_serializers.MarketSnapshotSerializer, lambda: MarketSnapshot.objects.all()),
+    ],
+)
+def test_it_serializes_rows_exactly_as_model_instances(data, serializer_class, queryset):
+    columns = serializer_class.columns()
+    rows = {row["pk"]: row for row in queryset().values("pk", *columns)}
+    assert len(rows) > 2
+    for obj in queryset():
+        assert serializer_class().to_representation(rows[obj.pk]) == serializer_class(obj).data
