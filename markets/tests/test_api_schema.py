@@ -174,6 +174,7 @@ def test_it_conforms_to_its_schema_under_1000_generated_requests(wsgi_app, kalsh
     requests: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
     per_operation = MIN_REQUESTS // len(operations) + 40
+
     def fuzz(operation: Any) -> None:
         label = operation.label
 
