@@ -10,7 +10,8 @@ scenario is measured `--runs` times, interleaved with the baseline so machine no
 the median is reported with p50/p99 latency and its ratio to the baseline.
 
 Targets (issue 4): market detail >= 3,000 req/s, a 100-row market list >= 600 req/s.
-Nothing is asserted: this prints figures.
+Nothing is asserted: this prints figures. Because req/s on a shared 2-core machine mostly measures
+the neighbours, each scenario's Django CPU time per request (in-process, no HTTP) is printed too.
 """
 
 from __future__ import annotations
@@ -331,6 +332,23 @@ def run_httpx(base: str, paths: Sequence[str], *, duration: float, connections: 
     return Measurement(len(latencies) / elapsed, quantiles[49], quantiles[98], errors)
 
 
+def cpu_per_request(paths: Sequence[str], *, requests: int = 200) -> float:
+    """Milliseconds of this process's CPU per request through Django in-process (no HTTP, no gunicorn).
+
+    CPU time, unlike req/s, hardly changes when other processes compete for the cores, so it is
+    the steadier figure on a shared machine. PostgreSQL's own CPU is not included.
+    """
+    from django.test import Client
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    for path in paths[:20]:
+        client.get(path)
+    started = time.process_time()
+    for i in range(requests):
+        client.get(paths[i % len(paths)])
+    return (time.process_time() - started) * 1000 / requests
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -415,11 +433,16 @@ def main(argv: list[str]) -> None:
                     + (f"  ERRORS {m.errors}" if m.errors else "")
                 )
 
+    cpu = {s.name: cpu_per_request(s.paths) for s in scenarios}
+
     baseline = statistics.median(m.requests_per_second for m in results[scenarios[0].name])
     print(
         f"\nMedian of {args.runs} runs, {args.markets:,} markets; load average now {os.getloadavg()[0]:.2f}:"
     )
-    print(f"{'scenario':<58} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs baseline':>12} {'target':>14}")
+    print(
+        f"{'scenario':<58} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs baseline':>12} {'target':>14}"
+        f" {'CPU ms/req':>11}"
+    )
     for scenario in scenarios:
         ms = results[scenario.name]
         rps = statistics.median(m.requests_per_second for m in ms)
@@ -431,7 +454,7 @@ def main(argv: list[str]) -> None:
             target = f">= {scenario.target:,.0f} " + ("met" if rps >= scenario.target else "MISSED")
         print(
             f"{scenario.name:<58} {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {rps / baseline:>11.2f}x {target:>14}"
-            f"   (runs {spread})"
+            f" {cpu[scenario.name]:>11.2f}   (runs {spread})"
         )
         if any(m.errors for m in ms):
             print(f"  !! {sum(m.errors for m in ms)} non-2xx responses or socket errors in {scenario.name}")
