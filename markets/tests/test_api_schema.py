@@ -204,4 +204,5 @@ def test_it_conforms_to_its_schema_under_1000_generated_requests(wsgi_app, kalsh
     assert total >= MIN_REQUESTS
     assert all(count >= 50 for count in requests.values()), requests
     assert not any(code >= 500 for code in statuses)
-    assert statuses[200] >= total // 4
+    # Real keys and data: a good share of the answers are full 200 bodies checked against the schema.
+    assert statuses[200] >= 250
