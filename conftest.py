@@ -50,6 +50,18 @@ def kalshi_client() -> Iterator[Callable[[Route], KalshiClient]]:
         client.close()
 
 
+@pytest.fixture(autouse=True)
+def _api_throttling_off(settings: Any) -> None:
+    """No API throttling in tests: its counters live in Redis and outlast a test run.
+
+    A test about throttling sets REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] itself.
+    """
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None},
+    }
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 

@@ -1,29 +1,43 @@
+"""Dispatch `python -m bench NAME [args]` to `bench/NAME.py`'s `main(argv)`; no NAME lists them."""
+
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import sys
 from pathlib import Path
 
+# Modules in bench/ that support a benchmark rather than being one.
+_SUPPORT_SUFFIXES = ("_settings", "_urls")
 
-def main(argv: list[str]) -> None:
-    available = sorted(
-        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
+
+def available() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
+        if not m.name.startswith("_") and not m.name.endswith(_SUPPORT_SUFFIXES)
     )
-    names = [a for a in argv if not a.startswith("-")]
-    options = [a for a in argv if a.startswith("-")]
-    if names and names[0] in {"list", "help"}:
-        print("Benchmarks:", ", ".join(available))
-        return
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        sys.exit(f"Unknown benchmark(s): {', '.join(unknown)}. Available: {', '.join(available)}")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalshi_insights.settings")
-    for name in names or available:
-        print(f"\n=== bench/{name}.py ===", flush=True)
-        importlib.import_module(f"bench.{name}").main(options)
+
+
+def main(argv: list[str]) -> int:
+    names = available()
+    if not argv or argv[0] in {"-h", "--help"}:
+        print("usage: ./dev bench NAME [options]   (NAME --help for its options; `all` runs every one)")
+        print("benchmarks: " + ", ".join(names))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name == "all":
+        for each in names:
+            print(f"\n=== bench/{each}.py ===", flush=True)
+            importlib.import_module(f"bench.{each}").main([])
+        return 0
+    if name not in names:
+        print(f"Unknown benchmark {name!r}; choose from: {', '.join(names)}", file=sys.stderr)
+        return 2
+    importlib.import_module(f"bench.{name}").main(rest)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

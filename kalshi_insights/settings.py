@@ -9,6 +9,7 @@ CELERY_BROKER_URL and runs `manage.py check --deploy`. A `.env` file in the proj
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,54 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- API (markets/api, mounted at /api/v1/) --------------------------------------------------------
+# Anonymous clients may read; writing needs a session or a token (IsAuthenticatedOrReadOnly above).
+_RATE = r"^\d+/(s|sec|second|m|min|minute|h|hour|d|day)$"
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as `120/minute`; `off` disables that throttle."""
+    value = env_str(name, default).strip()
+    if value.lower() in {"off", "none", ""}:
+        return None
+    if not re.match(_RATE, value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate; use e.g. 120/minute, 10/second or off.")
+    return value
+
+
+REST_FRAMEWORK.update(
+    {
+        "DEFAULT_RENDERER_CLASSES": [
+            "markets.api.renderers.JSONRenderer",
+            "rest_framework.renderers.BrowsableAPIRenderer",
+        ],
+        "DEFAULT_CONTENT_NEGOTIATION_CLASS": "markets.api.exceptions.ContentNegotiation",
+        "DEFAULT_PAGINATION_CLASS": "markets.api.pagination.PageNumberPagination",
+        "PAGE_SIZE": 100,
+        "DEFAULT_THROTTLE_CLASSES": [
+            "markets.api.throttling.AnonRateThrottle",
+            "markets.api.throttling.UserRateThrottle",
+        ],
+        # https://www.django-rest-framework.org/api-guide/throttling/ (counted in the default cache)
+        "DEFAULT_THROTTLE_RATES": {
+            "anon": env_rate("API_THROTTLE_ANON", "120/minute"),
+            "user": env_rate("API_THROTTLE_USER", "1200/minute"),
+        },
+        "EXCEPTION_HANDLER": "markets.api.exceptions.exception_handler",
+    }
+)
+SPECTACULAR_SETTINGS.update(
+    {
+        # Tags come from the first path segment after /api/v1/ (markets, events, ...).
+        "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+        "COMPONENT_SPLIT_REQUEST": True,
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "markets.api.schema.add_error_responses",
+        ],
+    }
+)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

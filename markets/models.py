@@ -6,11 +6,12 @@ Kalshi's `*_dollars` / `*_fp` strings say; nothing is ever converted through flo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 # Kalshi emits up to 6 decimals for dollar amounts (market prices use 4) and 2 for counts
@@ -81,6 +82,24 @@ class Series(models.Model):
         return self.ticker
 
 
+class EventQuerySet(models.QuerySet["Event"]):
+    def with_series(self) -> EventQuerySet:
+        return self.select_related("series")
+
+    def with_market_count(self) -> EventQuerySet:
+        return self.annotate(market_count=Count("markets"))
+
+    def for_series(self, series_ticker: str) -> EventQuerySet:
+        return self.filter(series__ticker=series_ticker)
+
+    def in_category(self, category: str) -> EventQuerySet:
+        """By the series' category, or the event's own (deprecated) one while the series is unsynced."""
+        return self.filter(
+            Q(series__category__iexact=category)
+            | (Q(series__category="") | Q(series__isnull=True)) & Q(category__iexact=category)
+        )
+
+
 class Event(models.Model):
     ticker = models.CharField(max_length=150, unique=True)
     series = models.ForeignKey(Series, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
@@ -101,11 +120,26 @@ class Event(models.Model):
     synced_at = models.DateTimeField(null=True, blank=True, help_text="When /events last returned it.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    objects = EventQuerySet.as_manager()
+
     class Meta:
         ordering = ["ticker"]
 
     def __str__(self) -> str:
         return self.ticker
+
+    @property
+    def fee_type(self) -> str:
+        """The fee schedule that applies to this event's markets: the event's override, else the series'."""
+        if self.fee_type_override:
+            return self.fee_type_override
+        return self.series.fee_type if self.series is not None else ""
+
+    @property
+    def fee_multiplier(self) -> Decimal | None:
+        if self.fee_multiplier_override is not None:
+            return self.fee_multiplier_override
+        return self.series.fee_multiplier if self.series is not None else None
 
 
 class MarketStatus(models.TextChoices):
@@ -128,6 +162,17 @@ class MarketResult(models.TextChoices):
     SCALAR = "scalar", "Scalar / fair price"
 
 
+# Kalshi's `status=` filter names → the market object statuses they select
+# (docs.kalshi.com getting_started/market_lifecycle; see also kalshi.MARKET_STATUS_FILTERS).
+STATUS_FILTERS: dict[str, tuple[str, ...]] = {
+    "unopened": (MarketStatus.INITIALIZED,),
+    "open": (MarketStatus.ACTIVE,),
+    "paused": (MarketStatus.INACTIVE,),
+    "closed": (MarketStatus.CLOSED, MarketStatus.DETERMINED, MarketStatus.DISPUTED, MarketStatus.AMENDED),
+    "settled": (MarketStatus.FINALIZED,),
+}
+
+
 class MarketQuerySet(models.QuerySet["Market"]):
     def open(self) -> MarketQuerySet:
         return self.filter(status=MarketStatus.ACTIVE)
@@ -148,6 +193,29 @@ class MarketQuerySet(models.QuerySet["Market"]):
 
     def with_event(self) -> MarketQuerySet:
         return self.select_related("event", "event__series")
+
+    def in_states(self, names: Iterable[str]) -> MarketQuerySet:
+        """Markets in any of these states: Kalshi's filter names or market object statuses.
+
+        A name in both vocabularies (`closed`) takes Kalshi's filter meaning, as on Kalshi's API.
+        """
+        statuses: set[str] = set()
+        for name in names:
+            statuses.update(STATUS_FILTERS.get(name, (name,)))
+        return self.filter(status__in=sorted(statuses))
+
+    def for_series(self, series_ticker: str) -> MarketQuerySet:
+        return self.filter(event__series__ticker=series_ticker)
+
+    def for_event(self, event_ticker: str) -> MarketQuerySet:
+        return self.filter(event__ticker=event_ticker)
+
+    def in_category(self, category: str) -> MarketQuerySet:
+        """By the series' category, or the event's own (deprecated) one while the series is unsynced."""
+        return self.filter(
+            Q(event__series__category__iexact=category)
+            | (Q(event__series__category="") | Q(event__series__isnull=True)) & Q(event__category__iexact=category)
+        )
 
 
 class Market(models.Model):
