@@ -148,10 +148,10 @@ def seed(markets: int) -> list[str]:
         raw = json.dumps(m).encode()
         batch.append((parse_market(raw), raw))
         if len(batch) == 2000:
-            ingest.record_markets(batch, captured_at=now)  # type: ignore[arg-type]
+            ingest.record_markets(batch)
             batch = []
     if batch:
-        ingest.record_markets(batch, captured_at=now)  # type: ignore[arg-type]
+        ingest.record_markets(batch)
     for t in series:
         Event.objects.filter(ticker__startswith=f"{t}-").update(series=Series.objects.get(ticker=t))
     Market.objects.update(last_snapshot_at=now)

@@ -214,7 +214,8 @@ class MarketQuerySet(models.QuerySet["Market"]):
         """By the series' category, or the event's own (deprecated) one while the series is unsynced."""
         return self.filter(
             Q(event__series__category__iexact=category)
-            | (Q(event__series__category="") | Q(event__series__isnull=True)) & Q(event__category__iexact=category)
+            | (Q(event__series__category="") | Q(event__series__isnull=True))
+            & Q(event__category__iexact=category)
         )
 
 

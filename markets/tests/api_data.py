@@ -77,7 +77,7 @@ def load(kalshi_client: Any, kalshi_fixture: Any) -> ApiData:
             assert ingest.run_poll_cycle(client=client).outcome == PollOutcome.OK
 
     raw = json.dumps(kalshi_fixture(SCALAR)).encode()
-    ingest.record_markets([(parse_market(raw), raw)], captured_at=second)
+    ingest.record_markets([(parse_market(raw), raw)])
 
     dal = Market.objects.get(ticker=DAL)
     rows = []
