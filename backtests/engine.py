@@ -222,11 +222,12 @@ class QuotePanel:
         """
         idx = np.asarray(columns["ticker_index"], dtype=np.int64)
         t = np.asarray(columns["time"], dtype=np.int64)
-        order = np.lexsort((t, idx))
-        if not np.array_equal(order, np.arange(len(order))):
-            idx, t = idx[order], t[order]
-        else:
-            order = None  # type: ignore[assignment]
+        order: IntArray | None = None
+        if len(t) > 1:
+            d_idx = idx[1:] - idx[:-1]
+            if not bool(np.all((d_idx > 0) | ((d_idx == 0) & (t[1:] >= t[:-1])))):
+                order = np.lexsort((t, idx)).astype(np.int64)
+                idx, t = idx[order], t[order]
 
         def col(name: str, default: int) -> IntArray:
             if name not in columns:
