@@ -74,8 +74,10 @@ def _integer_quotes(qs: QuerySet[MarketSnapshot]) -> QuerySet[MarketSnapshot, tu
 def _copy_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:
     sql, params = _integer_quotes(qs).query.sql_with_params()
     buffer = bytearray()
-    with connection.cursor() as cursor:
-        with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:  # type: ignore[attr-defined]
+    with connection.cursor() as wrapper:
+        # Django's debug cursor wrapper (DEBUG=True) does not pass COPY parameters on; psycopg's does.
+        cursor = wrapper.cursor
+        with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
             for chunk in copy:
                 buffer += chunk
     body = memoryview(buffer)[_BINARY_HEADER:-2]  # header, and the -1 trailer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -46,7 +46,8 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
     )
 
 
-@login_required(login_url="/admin/login/")
+# The project's only login page is the admin's, which admits staff accounts; the API takes tokens.
+@staff_member_required(login_url="/admin/login/")
 @require_http_methods(["GET", "POST"])
 def run_new(request: HtmxHttpRequest) -> HttpResponse:
     form = BacktestForm(request.POST or None)

@@ -126,3 +126,66 @@ def recorded(kalshi_client, kalshi_fixture):
             )
     written += ingest.write_snapshots(rows)
     return {"markets": ids, "candle_markets": candle_ids, "snapshots": written}
+
+
+@pytest.fixture
+def start_celery_worker():
+    """Start a real Celery worker (a subprocess) on the test broker and the test database.
+
+    Call it inside a `transaction=True` test so the worker, another process, sees committed rows.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    procs: list[subprocess.Popen[bytes]] = []
+    # Leftover messages from an earlier, interrupted run must not reach this test's worker; tasks
+    # this test sends before starting the worker must.
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("default")
+
+    def start() -> subprocess.Popen[bytes]:
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "REDIS_URL": settings.CELERY_BROKER_URL,
+            "DJANGO_SETTINGS_MODULE": "kalshi_insights.settings",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "kalshi_insights", "worker", "-Q", "default", "-P", "solo",
+             "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+            cwd=Path(settings.BASE_DIR), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited at start: {proc.stdout.read().decode() if proc.stdout else ''}")
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, *, timeout=60.0, interval=0.2, what="condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -85,14 +85,16 @@ def test_it_404s_for_an_unknown_run(client):
     assert client.get(reverse("backtests:detail", args=[999999])).status_code == 404
 
 
-def test_it_requires_login_to_launch_a_run(client):
+def test_it_requires_a_staff_login_to_launch_a_run(client):
     response = client.get(reverse("backtests:new"))
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+    client.force_login(User.objects.create_user("visitor"))
+    assert client.get(reverse("backtests:new")).status_code == 302
 
 
-def test_it_launches_a_run_from_the_form(client, recorded, django_capture_on_commit_callbacks, mocker=None):
-    user = User.objects.create_user("trader", password="pw")
+def test_it_launches_a_run_from_the_form(client, recorded, django_capture_on_commit_callbacks):
+    user = User.objects.create_user("trader", password="pw", is_staff=True)
     client.force_login(user)
     assert "mean_reversion" in client.get(reverse("backtests:new")).content.decode()
     with django_capture_on_commit_callbacks() as callbacks:
@@ -109,7 +111,7 @@ def test_it_launches_a_run_from_the_form(client, recorded, django_capture_on_com
 
 
 def test_it_shows_form_errors_without_creating_a_run(client, recorded):
-    client.force_login(User.objects.create_user("trader", password="pw"))
+    client.force_login(User.objects.create_user("trader", password="pw", is_staff=True))
     response = client.post(
         reverse("backtests:new"),
         {"strategy": "momentum", "params": "windw=3", "contracts": "5", "capital": "500", "oos_fraction": "0", "rank_metric": "sharpe"},
