@@ -1,8 +1,8 @@
 """From the database to the engine: market descriptions and quote series as a QuotePanel.
 
 On PostgreSQL the snapshots are streamed with `COPY ... TO STDOUT (FORMAT BINARY)` as fixed-width
-integer columns (micro-dollars, centi-contracts, epoch microseconds) and decoded by numpy in one
-call, which is what keeps a million quotes well under a second. Other databases go through
+columns and decoded by numpy in one call into integers (micro-dollars, centi-contracts, epoch
+microseconds), which is what keeps a million quotes well under a second. Other databases go through
 `values_list` with exact Decimal conversion.
 """
 
@@ -11,22 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.db import connection
-from django.db.models import BigIntegerField, F, QuerySet, Value
-from django.db.models.functions import Cast, Coalesce, Extract
+from django.db.models import BigIntegerField, FloatField, QuerySet, Value
+from django.db.models.functions import Cast, Coalesce
 
 from markets.models import Market, MarketSnapshot
 
 from .engine import MICRO, MarketInfo, QuotePanel, to_centi, to_micro
 
-# Columns in the order the engine wants them; each a non-null bigint (-1 = missing).
 _COLUMNS = ("market_id", "ts", "bid", "ask", "last", "volume", "bid_size", "ask_size")
 _BINARY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
+# timestamptz travels as microseconds since 2000-01-01 UTC; prices and counts as float8, whose
+# conversion from numeric is correctly rounded, so x1e6 (x100) and rounding gives back the exact
+# stored integer for anything below ~1e13. Every field is fixed-width, so numpy decodes it in one go.
 _RECORD = np.dtype(
-    [("nfields", ">i2")] + [item for name in _COLUMNS for item in ((f"{name}_len", ">i4"), (name, ">i8"))]
+    [("nfields", ">i2"), ("market_id_len", ">i4"), ("market_id", ">i8"), ("ts_len", ">i4"), ("ts", ">i8")]
+    + [item for name in _COLUMNS[2:] for item in ((f"{name}_len", ">i4"), (name, ">f8"))]
 )
+_PG_EPOCH_US = 946_684_800_000_000
+_SCALE = {"bid": MICRO, "ask": MICRO, "last": MICRO, "volume": 100, "bid_size": 100, "ask_size": 100}
 MARKETS_PER_BATCH = 500
 
 
@@ -50,29 +56,28 @@ def market_info(market: Market) -> MarketInfo:
     )
 
 
-def _integer_quotes(qs: QuerySet[MarketSnapshot]) -> QuerySet[MarketSnapshot, tuple[int, ...]]:
-    def scaled(field: str, factor: int) -> Coalesce:
-        return Coalesce(Cast(F(field) * Value(factor), BigIntegerField()), Value(-1))
+def _binary_quotes(qs: QuerySet[MarketSnapshot]) -> QuerySet[MarketSnapshot, tuple[Any, ...]]:
+    def as_float(field: str) -> Coalesce:
+        return Coalesce(Cast(field, FloatField()), Value(float("nan")), output_field=FloatField())
 
     return (
         qs.annotate(
-            # Market ids are 32-bit; every column is widened so each binary record is fixed-width.
+            # Market ids are 32-bit; widened so every binary record has the same width.
             q_market=Cast("market_id", BigIntegerField()),
-            q_ts=Cast(Extract("captured_at", "epoch") * Value(1_000_000), BigIntegerField()),
-            q_bid=scaled("yes_bid", MICRO),
-            q_ask=scaled("yes_ask", MICRO),
-            q_last=scaled("last_price", MICRO),
-            q_volume=scaled("volume", 100),
-            q_bid_size=scaled("yes_bid_size", 100),
-            q_ask_size=scaled("yes_ask_size", 100),
+            q_bid=as_float("yes_bid"),
+            q_ask=as_float("yes_ask"),
+            q_last=as_float("last_price"),
+            q_volume=as_float("volume"),
+            q_bid_size=as_float("yes_bid_size"),
+            q_ask_size=as_float("yes_ask_size"),
         )
         .order_by("market_id", "captured_at", "source")
-        .values_list("q_market", "q_ts", "q_bid", "q_ask", "q_last", "q_volume", "q_bid_size", "q_ask_size")
+        .values_list("q_market", "captured_at", "q_bid", "q_ask", "q_last", "q_volume", "q_bid_size", "q_ask_size")
     )
 
 
 def _copy_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:
-    sql, params = _integer_quotes(qs).query.sql_with_params()
+    sql, params = _binary_quotes(qs).query.sql_with_params()
     buffer = bytearray()
     with connection.cursor() as wrapper:
         # Django's debug cursor wrapper (DEBUG=True) does not pass COPY parameters on; psycopg's does.
@@ -82,7 +87,16 @@ def _copy_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:
                 buffer += chunk
     body = memoryview(buffer)[_BINARY_HEADER:-2]  # header, and the -1 trailer
     records = np.frombuffer(body, dtype=_RECORD)
-    return {name: records[name].astype(np.int64) for name in _COLUMNS}
+    out = {
+        "market_id": records["market_id"].astype(np.int64),
+        "ts": records["ts"].astype(np.int64) + _PG_EPOCH_US,
+    }
+    for name, scale in _SCALE.items():
+        values = records[name].astype(np.float64)
+        scaled = np.rint(values * scale)
+        scaled[np.isnan(values)] = -1
+        out[name] = scaled.astype(np.int64)
+    return out
 
 
 def _python_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:

@@ -119,6 +119,29 @@ def fee_cents(contracts_centi: int, price_micro: int, rate: Fraction, multiplier
     return -(-numerator // denominator)
 
 
+def fee_cents_array(qty: IntArray, price: IntArray, rate: Fraction, mult_num: IntArray, mult_den: IntArray) -> IntArray:
+    """`fee_cents` for many fills at once, still exact.
+
+    float64 gives the quotient to ~1e-16; only fills whose quotient lands within 1e-6 of a whole
+    cent (where rounding up could go either way) are recomputed with exact integers.
+    """
+    if len(qty) == 0:
+        return np.zeros(0, dtype=np.int64)
+    q = (
+        float(rate)
+        * (mult_num / mult_den)
+        * qty.astype(np.float64)
+        * price.astype(np.float64)
+        * (MICRO - price).astype(np.float64)
+        / float(MICRO * MICRO)
+    )
+    out = np.ceil(q).astype(np.int64)
+    near = np.abs(q - np.rint(q)) < 1e-6
+    for i in np.flatnonzero(near):
+        out[i] = fee_cents(int(qty[i]), int(price[i]), rate, Fraction(int(mult_num[i]), int(mult_den[i])))
+    return out
+
+
 def trading_fee(
     contracts: Decimal | int,
     price: Decimal | str,
@@ -365,6 +388,15 @@ class QuotePanel:
         return ok
 
     @cached_property
+    def fee_fractions(self) -> tuple[IntArray, IntArray]:
+        """Each market's fee multiplier as an exact fraction (numerators, denominators)."""
+        fracs = [Fraction(m.fee_multiplier) for m in self.markets]
+        return (
+            np.array([f.numerator for f in fracs], dtype=np.int64),
+            np.array([f.denominator for f in fracs], dtype=np.int64),
+        )
+
+    @cached_property
     def next_ask_row(self) -> IntArray:
         """First tradable row at or after each row with a yes ask (buy YES / sell NO)."""
         return next_true(self.tradable & self.has_ask)
@@ -473,10 +505,19 @@ def ffill_valid(values: IntArray, valid: BoolArray, row_start: IntArray, *, fill
     n = len(values)
     idx = np.where(valid, np.arange(n, dtype=np.int64), -1)
     np.maximum.accumulate(idx, out=idx)
-    ok = idx >= row_start
-    out = np.full(n, fill, dtype=np.int64)
-    out[ok] = values[idx[ok]]
-    return out
+    return np.where(idx >= row_start, values[np.maximum(idx, 0)], fill)
+
+
+def ffill_first(valid: BoolArray, panel: QuotePanel) -> IntArray:
+    """For each row, the first row of its market where `valid` held (-1 if none yet)."""
+    n = len(valid)
+    idx = np.where(valid, np.arange(n, dtype=np.int64), NO_ROW)
+    first = np.full(panel.n_markets, NO_ROW, dtype=np.int64)
+    nonempty = np.diff(panel.starts) > 0
+    if n:
+        first[nonempty] = np.minimum.reduceat(idx, panel.starts[:-1][nonempty])
+    out = first[panel.market_index]
+    return np.where((out != NO_ROW) & (out <= np.arange(n)), out, -1)
 
 
 def next_true(mask: BoolArray) -> IntArray:
@@ -510,13 +551,15 @@ def hysteresis(
     xl = exit_long | enter_short | first_row
     xs = exit_short | enter_long | first_row
     set_rows = enter_long | enter_short | (xl & xs)
-    set_value = np.where(enter_long, 1, np.where(enter_short, -1, 0)).astype(np.int8)
-    ar = np.arange(n, dtype=np.int64)
-    last_set = np.maximum.accumulate(np.where(set_rows, ar, -1))
-    # Rows that only exit one side clamp the target towards 0 if it is on that side.
-    last_xl = np.maximum.accumulate(np.where(xl & ~set_rows, ar, -1))
-    last_xs = np.maximum.accumulate(np.where(xs & ~set_rows, ar, -1))
-    value = np.where(last_set >= 0, set_value[np.maximum(last_set, 0)], 0).astype(np.int8)
+    # 32-bit row indices halve the memory traffic of the running maxima (n < 2**31 always here).
+    ar = np.arange(n, dtype=np.int32)
+    none = np.int32(-1)
+    last_set = np.maximum.accumulate(np.where(set_rows, ar, none))
+    last_xl = np.maximum.accumulate(np.where(xl & ~set_rows, ar, none))
+    last_xs = np.maximum.accumulate(np.where(xs & ~set_rows, ar, none))
+    at = np.maximum(last_set, 0)
+    value = np.where(enter_long[at], 1, np.where(enter_short[at], -1, 0)).astype(np.int8)
+    value[last_set < 0] = 0
     value[(value == 1) & (last_xl > last_set)] = 0
     value[(value == -1) & (last_xs > last_set)] = 0
     return value
@@ -746,6 +789,8 @@ def simulate_fills(
     else:
         window_end = np.zeros(0, dtype=np.int64)
 
+    if not config.cap_to_displayed_size:
+        return _fills_uncapped(panel, target, changes, window_end, size)
     bid, ask = panel.bid, panel.ask
     bid_size, ask_size = panel.bid_size, panel.ask_size
     cap = config.cap_to_displayed_size
@@ -830,6 +875,114 @@ def simulate_fills(
     )
 
 
+def _fills_uncapped(
+    panel: QuotePanel, target: Int8Array, changes: IntArray, window_end: IntArray, size: int
+) -> FillArrays:
+    """Without a size cap every fill is complete, so only the fill row of each change of target
+    needs a (tiny, scalar) loop; the legs, prices and fees are then computed as arrays."""
+    n = len(panel)
+    if len(changes) == 0:
+        return FillArrays.empty()
+    first_try = np.minimum(changes + 1, n - 1)
+    mk_c = panel.market_index[changes]
+    goal = target[changes].astype(np.int64)
+    # Optimistically, every earlier order of the market filled, so the position before a change is
+    # the previous change's target (flat at the market's first change).
+    same_market = np.concatenate([[False], mk_c[1:] == mk_c[:-1]])
+    prev_goal = np.where(same_market, np.concatenate([[0], goal[:-1]]), 0)
+    up = goal > prev_goal
+    j = np.where(up, panel.next_ask_row[first_try], panel.next_bid_row[first_try])
+    ok = (changes + 1 <= window_end) & (j <= window_end)
+    # A blocked order only matters if the same market changes target again afterwards.
+    next_same = np.concatenate([same_market[1:], [False]])
+    troubled = np.unique(mk_c[~ok & next_same])
+    row_l: list[IntArray] = []
+    src_l: list[IntArray] = []
+    dst_l: list[IntArray] = []
+    clean = ~np.isin(mk_c, troubled) if len(troubled) else np.ones(len(changes), dtype=bool)
+    sel = clean & ok
+    row_l.append(j[sel])
+    src_l.append(prev_goal[sel])
+    dst_l.append(goal[sel])
+    if len(troubled):
+        # The exact, sequential rule for the few markets where a blocked order changes what follows.
+        idx = np.flatnonzero(~clean)
+        na = panel.next_ask_row[first_try[idx]].tolist()
+        nb = panel.next_bid_row[first_try[idx]].tolist()
+        we = window_end[idx].tolist()
+        tg = goal[idx].tolist()
+        mk = mk_c[idx].tolist()
+        ks = changes[idx].tolist()
+        rows: list[int] = []
+        froms: list[int] = []
+        tos: list[int] = []
+        position = 0
+        current = -1
+        for i in range(len(ks)):
+            if mk[i] != current:
+                current = mk[i]
+                position = 0
+            g = tg[i]
+            if g == position or ks[i] + 1 > we[i]:
+                continue
+            jj = na[i] if g > position else nb[i]
+            if jj <= we[i]:
+                rows.append(jj)
+                froms.append(position)
+                tos.append(g)
+                position = g
+        row_l.append(np.array(rows, dtype=np.int64))
+        src_l.append(np.array(froms, dtype=np.int64))
+        dst_l.append(np.array(tos, dtype=np.int64))
+    row = np.concatenate(row_l)
+    if len(row) == 0:
+        return FillArrays.empty()
+    order = np.argsort(row, kind="stable")
+    row = row[order]
+    src = np.concatenate(src_l)[order]
+    dst = np.concatenate(dst_l)[order]
+
+    # Each position change is a closing leg (if something was held) then an opening leg (if the
+    # goal is not flat); both at the same quote, closing first.
+    close = src != 0
+    opening = dst != 0
+    legs_close = np.where(src > 0, SELL_YES, SELL_NO)
+    legs_open = np.where(dst > 0, BUY_YES, BUY_NO)
+    n_legs = close.astype(np.int64) + opening.astype(np.int64)
+    leg_row = np.repeat(row, n_legs)
+    first_of = np.cumsum(n_legs) - n_legs
+    leg = np.empty(len(leg_row), dtype=np.int64)
+    after = np.empty(len(leg_row), dtype=np.int64)
+    ci = first_of[close]
+    leg[ci] = legs_close[close]
+    after[ci] = 0
+    oi = first_of[opening] + close[opening].astype(np.int64)
+    leg[oi] = legs_open[opening]
+    after[oi] = dst[opening] * size
+    yes_bid = panel.bid[leg_row]
+    yes_ask = panel.ask[leg_row]
+    price = np.select(
+        [leg == BUY_YES, leg == SELL_YES, leg == BUY_NO], [yes_ask, yes_bid, MICRO - yes_bid], MICRO - yes_ask
+    )
+    qty = np.full(len(leg_row), size, dtype=np.int64)
+    market = panel.market_index[leg_row]
+    mult_num, mult_den = panel.fee_fractions
+    fee = fee_cents_array(qty, price, TAKER_RATE, mult_num[market], mult_den[market])
+    sign = np.where((leg == BUY_YES) | (leg == BUY_NO), -1, 1)
+    cash = sign * qty * price - fee * CENT_IN_LEDGER
+    return FillArrays(
+        row=leg_row,
+        market=market,
+        leg=leg,
+        qty=qty,
+        price=price,
+        fee=fee,
+        maker=np.zeros(len(leg_row), dtype=bool),
+        position_after=after,
+        cash=cash,
+    )
+
+
 def _settled_mask(panel: QuotePanel) -> BoolArray:
     end_ns = _ns(panel.end)
     out = np.zeros(panel.n_markets, dtype=bool)
@@ -851,27 +1004,33 @@ def mark_to_market(
     carried forward over quotes where that side is empty; at settlement at the settlement value.
     """
     n = len(panel)
-    rs = panel.row_start
-    pos = np.zeros(n, dtype=np.int64)
-    cash_delta = np.zeros(n, dtype=np.int64)
-    if len(fills.row):
-        np.add.at(cash_delta, fills.row, fills.cash)
-        last_fill_at_row = np.zeros(n, dtype=bool)
-        # the last fill at a row carries that row's final position
-        last_of_row = np.append(fills.row[1:] != fills.row[:-1], True)
-        pos_at = np.zeros(n, dtype=np.int64)
-        pos_at[fills.row[last_of_row]] = fills.position_after[last_of_row]
-        last_fill_at_row[fills.row[last_of_row]] = True
-        pos = ffill_valid(pos_at, last_fill_at_row, rs, fill=0)
-    cash_cum = np.cumsum(cash_delta)
-    # cumulative cash restarted at each market's first row
-    base = np.zeros(panel.n_markets, dtype=np.int64)
     nonempty = np.diff(panel.starts) > 0
-    first = panel.starts[:-1]
-    base[nonempty] = cash_cum[first[nonempty]] - cash_delta[first[nonempty]]
-    cash = cash_cum - base[panel.market_index]
-    value = np.where(pos > 0, pos * panel.yes_mark, np.where(pos < 0, -pos * panel.no_mark, 0))
-    pnl = cash + value
+    # An event table: every market's first row (flat, no cash) and the state after the last fill
+    # at each fill row; each row then reads the latest event at or before it. Fills never happen
+    # at a market's first row, so the two kinds of rows never collide.
+    first_rows = panel.starts[:-1][nonempty]
+    if len(fills.row):
+        last_of_row = np.append(fills.row[1:] != fills.row[:-1], True)
+        f_idx = np.flatnonzero(last_of_row)
+        cum = np.cumsum(fills.cash)
+        first_fill = np.searchsorted(fills.market, np.arange(panel.n_markets), side="left")
+        before = np.concatenate([[0], cum])[first_fill]
+        f_rows = fills.row[f_idx]
+        f_pos = fills.position_after[f_idx]
+        f_cash = cum[f_idx] - before[fills.market[f_idx]]
+    else:
+        f_rows = f_pos = f_cash = np.zeros(0, dtype=np.int64)
+    ev_rows = np.concatenate([first_rows, f_rows])
+    order = np.argsort(ev_rows, kind="stable")
+    ev_rows = ev_rows[order]
+    ev_pos = np.concatenate([np.zeros(len(first_rows), dtype=np.int64), f_pos])[order]
+    ev_cash = np.concatenate([np.zeros(len(first_rows), dtype=np.int64), f_cash])[order]
+    mark = np.zeros(n, dtype=np.int64)
+    mark[ev_rows] = np.arange(len(ev_rows), dtype=np.int64)
+    np.maximum.accumulate(mark, out=mark)
+    pos = ev_pos[mark] if n else np.zeros(0, dtype=np.int64)
+    cash = ev_cash[mark] if n else np.zeros(0, dtype=np.int64)
+    pnl = cash + np.where(pos > 0, pos * panel.yes_mark, -pos * panel.no_mark)
 
     settled = _settled_mask(panel)
     final = np.zeros(panel.n_markets, dtype=np.int64)
@@ -899,42 +1058,83 @@ def mark_to_market(
 def _portfolio_curve(
     panel: QuotePanel, pnl: IntArray, final: IntArray, settled: BoolArray
 ) -> tuple[IntArray, IntArray]:
-    """Portfolio P&L over time: per-market P&L changes summed in global time order."""
+    """Portfolio P&L over time: every per-market P&L change, summed in global time order.
+
+    Only rows where some market's P&L changes are sorted (plus the first and last quote and the
+    settlements), which is what keeps this cheap when the strategy is mostly flat.
+    """
     n = len(panel)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     delta = np.empty(n, dtype=np.int64)
     delta[0] = pnl[0]
-    delta[1:] = pnl[1:] - pnl[:-1]
+    np.subtract(pnl[1:], pnl[:-1], out=delta[1:])
     first = panel.first_row
     delta[first] = pnl[first]
-    order = panel.time_order
-    times = panel.sorted_time
-    d_sorted = delta[order]
-    extra_t: list[int] = []
-    extra_d: list[int] = []
+    nz = np.flatnonzero(delta)
+    ev_t = [panel.time[nz], np.array([panel.time.min(), panel.time.max()], dtype=np.int64)]
+    ev_d = [delta[nz], np.zeros(2, dtype=np.int64)]
     last_rows = panel.starts[1:] - 1
-    for m in np.flatnonzero(settled & (np.diff(panel.starts) > 0)):
-        jump = int(final[m] - pnl[last_rows[m]])
-        if jump == 0:
-            continue
-        close = int(panel.close_ns[m])
-        pos = int(np.searchsorted(times, close, side="left"))
-        if pos < n:
-            d_sorted[pos] += jump
-        else:
-            extra_t.append(close)
-            extra_d.append(jump)
-    curve_t = times
-    if extra_t:
-        order2 = np.argsort(np.array(extra_t), kind="stable")
-        curve_t = np.concatenate([times, np.array(extra_t, dtype=np.int64)[order2]])
-        d_sorted = np.concatenate([d_sorted, np.array(extra_d, dtype=np.int64)[order2]])
-    curve = np.cumsum(d_sorted)
+    jumps_m = np.flatnonzero(settled & (np.diff(panel.starts) > 0))
+    if len(jumps_m):
+        jump = final[jumps_m] - pnl[last_rows[jumps_m]]
+        keep = jump != 0
+        ev_t.append(panel.close_ns[jumps_m][keep])
+        ev_d.append(jump[keep])
+    t = np.concatenate(ev_t)
+    d = np.concatenate(ev_d)
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    curve = np.cumsum(d[order])
     # Quotes of several markets at one instant are one point of the portfolio curve, not a path
     # through intermediate states that never existed (which would invent drawdowns).
-    keep = np.append(curve_t[1:] != curve_t[:-1], True)
-    return curve_t[keep], curve[keep]
+    keep_last = np.append(t[1:] != t[:-1], True)
+    return t[keep_last], curve[keep_last]
+
+
+def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) -> TripArrays:
+    """Round trips when every fill is complete: each opening leg is closed by the market's next leg,
+    or by settlement / the final mark if there is none."""
+    leg, mk = fills.leg, fills.market
+    n_legs = len(leg)
+    oi = np.flatnonzero((leg == BUY_YES) | (leg == BUY_NO))
+    nxt = np.minimum(oi + 1, max(n_legs - 1, 0))
+    has_exit = (oi + 1 < n_legs) & (mk[nxt] == mk[oi])
+    m = mk[oi]
+    side = np.where(leg[oi] == BUY_YES, 1, -1)
+    qty = fills.qty[oi]
+    sv = np.array(
+        [to_micro(x.settlement_value, empty=0) if x.settlement_value is not None else 0 for x in panel.markets],
+        dtype=np.int64,
+    )
+    last_rows = np.maximum(panel.starts[1:] - 1, 0)
+    is_settled = settled[m]
+    end_price = np.where(
+        is_settled,
+        np.where(side > 0, sv[m], MICRO - sv[m]),
+        np.where(side > 0, panel.yes_mark[last_rows[m]], panel.no_mark[last_rows[m]]),
+    )
+    exit_value = np.where(has_exit, qty * fills.price[nxt], qty * end_price)
+    fees = fills.fee[oi] + np.where(has_exit, fills.fee[nxt], 0)
+    exit_ns = np.where(
+        has_exit,
+        panel.time[fills.row[nxt]],
+        np.where(is_settled, panel.close_ns[m], panel.time[last_rows[m]]),
+    )
+    reason = np.where(has_exit, "signal", np.where(is_settled, "settlement", "marked_to_bid"))
+    return TripArrays(
+        market=m,
+        side=side,
+        qty=qty,
+        entry_row=fills.row[oi],
+        exit_row=np.where(has_exit, fills.row[nxt], -1),
+        entry_ns=panel.time[fills.row[oi]],
+        exit_ns=exit_ns,
+        entry_cost=qty * fills.price[oi],
+        exit_value=exit_value,
+        fees=fees,
+        exit_reason=reason.tolist(),
+    )
 
 
 def build_trips(panel: QuotePanel, fills: FillArrays, final_pos: IntArray, settled: BoolArray) -> TripArrays:
@@ -1178,17 +1378,11 @@ def _exposure(trips: TripArrays, times: IntArray) -> float | None:
     start = np.maximum(trips.entry_ns, times[0])
     end = np.minimum(np.maximum(trips.exit_ns, start), times[-1])
     order = np.argsort(start, kind="stable")
-    covered = 0
-    cur_s, cur_e = None, None
-    for s, e in zip(start[order].tolist(), end[order].tolist(), strict=True):
-        if cur_e is None or s > cur_e:
-            if cur_e is not None and cur_s is not None:
-                covered += cur_e - cur_s
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    if cur_e is not None and cur_s is not None:
-        covered += cur_e - cur_s
+    start, end = start[order], end[order]
+    # Union of intervals: each adds the part of it beyond everything that started before it.
+    reach = np.maximum.accumulate(end)
+    prev_reach = np.concatenate([[start[0]], reach[:-1]])
+    covered = int(np.maximum(end - np.maximum(start, prev_reach), 0).sum())
     return covered / (int(times[-1]) - int(times[0]))
 
 
@@ -1245,7 +1439,10 @@ def run_backtest(
     curve_ns, curve_pnl = _portfolio_curve(panel, pnl, final, settled)
     last_rows = panel.starts[1:] - 1
     final_pos = np.where(np.diff(panel.starts) > 0, pos[np.maximum(last_rows, 0)], 0) if len(panel) else pos
-    trips = build_trips(panel, fills, final_pos, settled)
+    if config.cap_to_displayed_size:
+        trips = build_trips(panel, fills, final_pos, settled)
+    else:
+        trips = _trips_complete(panel, fills, settled)
     if progress:
         progress(0.8)
     metrics = compute_metrics(panel, config, fills, trips, curve_ns, curve_pnl, final, settled)

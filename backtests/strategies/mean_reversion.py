@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine import hysteresis
+from ..engine import ffill_first, hysteresis
 from .base import Param, ParameterError, Strategy
 
 if TYPE_CHECKING:
@@ -26,26 +26,27 @@ def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     x = panel.mid2
+    n = len(x)
     valid = x >= 0
     xv = np.where(valid, x, 0)
-    s1 = np.concatenate([[0], np.cumsum(xv)])
-    s2 = np.concatenate([[0], np.cumsum(xv * xv)])
-    cnt = np.concatenate([[0], np.cumsum(valid)])
-    n = len(x)
+    s1 = np.zeros(n + 1, dtype=np.int64)
+    s2 = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(xv, out=s1[1:])
+    np.cumsum(xv * xv, out=s2[1:])
+    # A market's mid, once it has one, is carried forward: the window is complete once it holds
+    # `window` rows from the market's first two-sided quote on.
+    first_valid = ffill_first(valid, panel)
     hi = np.arange(1, n + 1)
     lo = hi - window
-    ok = (lo >= panel.row_start) & (lo >= 0)
+    full = (lo >= first_valid) & (first_valid >= 0)
     lo_c = np.maximum(lo, 0)
     w_s1 = s1[hi] - s1[lo_c]
-    w_s2 = s2[hi] - s2[lo_c]
-    full = ok & (cnt[hi] - cnt[lo_c] == window)
+    var = window * (s2[hi] - s2[lo_c]) - w_s1 * w_s1
     num = window * xv - w_s1
-    var = window * w_s2 - w_s1 * w_s1
-    z = np.full(n, np.nan)
-    flat = full & (var == 0)
-    z[flat] = 0.0
-    live = full & (var > 0)
-    z[live] = num[live] / np.sqrt(var[live].astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = num / np.sqrt(var.astype(np.float64))
+    z[var == 0] = 0.0
+    z[~full] = np.nan
     panel.cache[key] = z
     return z
 
@@ -72,11 +73,31 @@ class MeanReversion(Strategy):
 
     def target(self, panel: QuotePanel, params: Mapping[str, Any]) -> Int8Array:
         z = rolling_zscore(panel, params["window"])
+        nan = panel.cache.get(("zscore-nan", params["window"]))
+        if nan is None:
+            nan = panel.cache[("zscore-nan", params["window"])] = np.isnan(z)
         e, x = params["entry_z"], params["exit_z"]
-        nan = np.isnan(z)
+        # Which band of the z axis each quote is in: 0 below -entry, 1 below -exit, 2 within ±exit,
+        # 3 below +entry, 4 above it, 5 no z yet. The target can only change where the band does,
+        # so the state machine runs on runs of equal bands, not on every quote.
         with np.errstate(invalid="ignore"):
-            enter_long = z < -e
-            enter_short = (z > e) if params["allow_no"] else np.zeros(len(z), dtype=bool)
-            exit_long = nan | (z >= -x)
-            exit_short = nan | (z <= x)
-        return hysteresis(enter_long, enter_short, exit_long, exit_short, panel.first_row)
+            band = (z >= -e).astype(np.int8)
+            band += z >= -x
+            band += z > x
+            band += z > e
+        band += nan.view(np.int8) * 5
+        if not params["allow_no"]:
+            band[band == 4] = 3
+        n = len(band)
+        if n == 0:
+            return np.zeros(0, dtype=np.int8)
+        starts = np.flatnonzero(np.concatenate([[True], band[1:] != band[:-1]]) | panel.first_row)
+        b = band[starts]
+        compressed = hysteresis(
+            b == 0,
+            b == 4,
+            (b >= 2),
+            (b <= 2) | (b == 5),
+            panel.first_row[starts],
+        )
+        return np.repeat(compressed, np.diff(np.append(starts, n)))

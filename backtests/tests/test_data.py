@@ -47,3 +47,29 @@ def test_it_builds_a_panel_with_fees_from_the_series_and_overrides(recorded):
     rows = slice(panel.starts[tor], panel.starts[tor + 1])
     assert panel.bid[rows][0] == 330_000 and panel.ask[rows][0] == 340_000
     assert panel.volume[rows][0] == 2874  # "28.74" contracts
+
+
+def test_it_round_trips_six_decimal_prices_and_large_fractional_counts_exactly(recorded):
+    from datetime import UTC, datetime
+
+    from markets import ingest
+    from markets.models import SnapshotSource
+
+    market_id = next(iter(recorded["markets"].values()))
+    ingest.write_snapshots(
+        [
+            ingest.SnapshotRow(
+                market_id=market_id,
+                captured_at=datetime(2030, 1, 1, 0, 0, 0, 123456, tzinfo=UTC),
+                source=SnapshotSource.POLL,
+                quote=(Decimal("0.000001"), Decimal("0.999999"), None, None, Decimal("0.123457"),
+                       Decimal("0.01"), Decimal("98765432109.99"), Decimal("123456789012.34"), None, None),
+            )
+        ]
+    )
+    qs = MarketSnapshot.objects.filter(captured_at__year=2030)
+    fast, slow = data._copy_arrays(qs), data._python_arrays(qs)
+    assert {k: v.tolist() for k, v in fast.items()} == {k: v.tolist() for k, v in slow.items()}
+    assert fast["bid"].tolist() == [1] and fast["ask"].tolist() == [999_999]
+    assert fast["volume"].tolist() == [12345678901234]
+    assert fast["ts"].tolist() == [int(datetime(2030, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000 + 123456]
