@@ -14,14 +14,35 @@ class BacktestTradeInline(admin.TabularInline[BacktestTrade, BacktestRun]):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["ticker", "side", "contracts", "entry_time", "entry_price", "exit_time", "exit_price", "exit_reason", "fees", "pnl"]
+    fields = (
+        "ticker",
+        "side",
+        "contracts",
+        "entry_time",
+        "entry_price",
+        "exit_time",
+        "exit_price",
+        "exit_reason",
+        "fees",
+        "pnl",
+    )
     readonly_fields = fields
     max_num = 0
 
 
 @admin.register(BacktestRun)
 class BacktestRunAdmin(admin.ModelAdmin[BacktestRun]):
-    list_display = ["id", "strategy", "kind", "status", "progress_percent", "selection_label", "net_pnl", "created_at", "created_by"]
+    list_display = [
+        "id",
+        "strategy",
+        "kind",
+        "status",
+        "progress_percent",
+        "selection_label",
+        "net_pnl",
+        "created_at",
+        "created_by",
+    ]
     list_filter = ["status", "kind", "strategy"]
     search_fields = ["strategy", "tickers", "event_tickers", "series_tickers"]
     date_hierarchy = "created_at"
@@ -62,7 +83,18 @@ class BacktestRunAdmin(admin.ModelAdmin[BacktestRun]):
 
 @admin.register(BacktestTrade)
 class BacktestTradeAdmin(admin.ModelAdmin[BacktestTrade]):
-    list_display = ["id", "run", "ticker", "side", "contracts", "entry_time", "entry_price", "exit_price", "exit_reason", "pnl"]
+    list_display = [
+        "id",
+        "run",
+        "ticker",
+        "side",
+        "contracts",
+        "entry_time",
+        "entry_price",
+        "exit_price",
+        "exit_reason",
+        "pnl",
+    ]
     list_filter = ["side", "exit_reason"]
     search_fields = ["ticker"]
     raw_id_fields = ["run", "market"]

@@ -20,7 +20,9 @@ def equity_figure(run: BacktestRun) -> dict[str, Any]:
     xs = [t for t, _ in run.equity_curve]
     ys = [float(v) for _, v in run.equity_curve]
     return {
-        "data": [{"type": "scatter", "mode": "lines", "x": xs, "y": ys, "name": "Equity", "line": {"shape": "hv"}}],
+        "data": [
+            {"type": "scatter", "mode": "lines", "x": xs, "y": ys, "name": "Equity", "line": {"shape": "hv"}}
+        ],
         "layout": {**_LAYOUT, "title": {"text": "Equity ($)"}, "yaxis": {"tickprefix": "$"}},
     }
 
@@ -36,8 +38,15 @@ def drawdown_figure(run: BacktestRun) -> dict[str, Any]:
         ys.append(float((value / peak - 1) * 100) if peak else 0.0)
     return {
         "data": [
-            {"type": "scatter", "mode": "lines", "x": xs, "y": ys, "fill": "tozeroy", "name": "Drawdown",
-             "line": {"color": "#b91c1c", "shape": "hv"}}
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": xs,
+                "y": ys,
+                "fill": "tozeroy",
+                "name": "Drawdown",
+                "line": {"color": "#b91c1c", "shape": "hv"},
+            }
         ],
         "layout": {**_LAYOUT, "title": {"text": "Drawdown (%)"}, "yaxis": {"ticksuffix": "%"}},
     }
@@ -52,27 +61,54 @@ def price_figure(
     def yes_price(side: str, price: Decimal) -> float:
         return float(price if side == "yes" else 1 - price)
 
-    entries = [t for t in trades]
-    exits = [t for t in trades]
+    entries = list(trades)
+    exits = list(trades)
     return {
         "data": [
-            {"type": "scatter", "mode": "lines", "x": xs, "y": [q[1] for q in quotes], "name": "Yes bid",
-             "line": {"shape": "hv", "color": "#15803d"}, "connectgaps": False},
-            {"type": "scatter", "mode": "lines", "x": xs, "y": [q[2] for q in quotes], "name": "Yes ask",
-             "line": {"shape": "hv", "color": "#b91c1c"}, "connectgaps": False},
-            {"type": "scatter", "mode": "markers", "name": "Entry",
-             "x": [t.entry_time.isoformat() for t in entries],
-             "y": [yes_price(t.side, t.entry_price) for t in entries],
-             "text": [f"buy {t.contracts} {t.side.upper()} @ {t.entry_price}" for t in entries],
-             "marker": {"symbol": "triangle-up", "size": 11, "color": "#1d4ed8"}},
-            {"type": "scatter", "mode": "markers", "name": "Exit",
-             "x": [t.exit_time.isoformat() for t in exits],
-             "y": [yes_price(t.side, t.exit_price) for t in exits],
-             "text": [f"{t.get_exit_reason_display()} @ {t.exit_price} (P&L {t.pnl:.2f})" for t in exits],
-             "marker": {"symbol": "triangle-down", "size": 11, "color": "#7c3aed"}},
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": xs,
+                "y": [q[1] for q in quotes],
+                "name": "Yes bid",
+                "line": {"shape": "hv", "color": "#15803d"},
+                "connectgaps": False,
+            },
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": xs,
+                "y": [q[2] for q in quotes],
+                "name": "Yes ask",
+                "line": {"shape": "hv", "color": "#b91c1c"},
+                "connectgaps": False,
+            },
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "Entry",
+                "x": [t.entry_time.isoformat() for t in entries],
+                "y": [yes_price(t.side, t.entry_price) for t in entries],
+                "text": [f"buy {t.contracts} {t.side.upper()} @ {t.entry_price}" for t in entries],
+                "marker": {"symbol": "triangle-up", "size": 11, "color": "#1d4ed8"},
+            },
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "Exit",
+                "x": [t.exit_time.isoformat() for t in exits],
+                "y": [yes_price(t.side, t.exit_price) for t in exits],
+                "text": [f"{t.get_exit_reason_display()} @ {t.exit_price} (P&L {t.pnl:.2f})" for t in exits],
+                "marker": {"symbol": "triangle-down", "size": 11, "color": "#7c3aed"},
+            },
         ],
-        "layout": {**_LAYOUT, "showlegend": True, "height": 360, "title": {"text": f"{ticker}: YES price and trades"},
-                   "yaxis": {"range": [0, 1], "tickformat": ".2f"}},
+        "layout": {
+            **_LAYOUT,
+            "showlegend": True,
+            "height": 360,
+            "title": {"text": f"{ticker}: YES price and trades"},
+            "yaxis": {"range": [0, 1], "tickformat": ".2f"},
+        },
     }
 
 
@@ -82,20 +118,64 @@ def heatmap_figure(heatmap: dict[str, Any], metric: str) -> dict[str, Any]:
     y = [str(v) for v in heatmap["y_values"]]
     has_oos = heatmap.get("out_of_sample") is not None
     data: list[dict[str, Any]] = [
-        {"type": "heatmap", "x": x, "y": y, "z": heatmap["in_sample"], "colorscale": "RdBu", "zmid": 0,
-         "name": "In sample", "xaxis": "x", "yaxis": "y", "colorbar": {"title": {"text": metric}}}
+        {
+            "type": "heatmap",
+            "x": x,
+            "y": y,
+            "z": heatmap["in_sample"],
+            "colorscale": "RdBu",
+            "zmid": 0,
+            "name": "In sample",
+            "xaxis": "x",
+            "yaxis": "y",
+            "colorbar": {"title": {"text": metric}},
+        }
     ]
     layout: dict[str, Any] = {
         **_LAYOUT,
         "height": 380,
-        "xaxis": {"title": {"text": heatmap["x"]}, "type": "category", "domain": [0, 0.45] if has_oos else [0, 1]},
+        "xaxis": {
+            "title": {"text": heatmap["x"]},
+            "type": "category",
+            "domain": [0, 0.45] if has_oos else [0, 1],
+        },
         "yaxis": {"title": {"text": heatmap["y"]}, "type": "category"},
-        "annotations": [{"text": "In sample", "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.2 if has_oos else 0.5, "y": 1.08}],
+        "annotations": [
+            {
+                "text": "In sample",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.2 if has_oos else 0.5,
+                "y": 1.08,
+            }
+        ],
     }
     if has_oos:
-        data.append({"type": "heatmap", "x": x, "y": y, "z": heatmap["out_of_sample"], "colorscale": "RdBu",
-                     "zmid": 0, "name": "Out of sample", "xaxis": "x2", "yaxis": "y2", "showscale": False})
+        data.append(
+            {
+                "type": "heatmap",
+                "x": x,
+                "y": y,
+                "z": heatmap["out_of_sample"],
+                "colorscale": "RdBu",
+                "zmid": 0,
+                "name": "Out of sample",
+                "xaxis": "x2",
+                "yaxis": "y2",
+                "showscale": False,
+            }
+        )
         layout["xaxis2"] = {"title": {"text": heatmap["x"]}, "type": "category", "domain": [0.55, 1]}
         layout["yaxis2"] = {"type": "category", "anchor": "x2"}
-        layout["annotations"].append({"text": "Out of sample", "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.8, "y": 1.08})
+        layout["annotations"].append(
+            {
+                "text": "Out of sample",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.8,
+                "y": 1.08,
+            }
+        )
     return {"data": data, "layout": layout}

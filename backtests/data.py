@@ -72,7 +72,9 @@ def _binary_quotes(qs: QuerySet[MarketSnapshot]) -> QuerySet[MarketSnapshot, tup
             q_ask_size=as_float("yes_ask_size"),
         )
         .order_by("market_id", "captured_at", "source")
-        .values_list("q_market", "captured_at", "q_bid", "q_ask", "q_last", "q_volume", "q_bid_size", "q_ask_size")
+        .values_list(
+            "q_market", "captured_at", "q_bid", "q_ask", "q_last", "q_volume", "q_bid_size", "q_ask_size"
+        )
     )
 
 

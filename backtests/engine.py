@@ -23,10 +23,11 @@ arithmetic. Risk metrics (Sharpe, Sortino, Calmar) are floats by nature.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property, lru_cache
@@ -119,7 +120,9 @@ def fee_cents(contracts_centi: int, price_micro: int, rate: Fraction, multiplier
     return -(-numerator // denominator)
 
 
-def fee_cents_array(qty: IntArray, price: IntArray, rate: Fraction, mult_num: IntArray, mult_den: IntArray) -> IntArray:
+def fee_cents_array(
+    qty: IntArray, price: IntArray, rate: Fraction, mult_num: IntArray, mult_den: IntArray
+) -> IntArray:
     """`fee_cents` for many fills at once, still exact.
 
     float64 gives the quotient to ~1e-16; only fills whose quotient lands within 1e-6 of a whole
@@ -496,7 +499,8 @@ def _micro_column(series: pd.Series[Any], *, empty: int) -> IntArray:
         values = series.to_numpy(dtype=np.float64)
         out = np.rint(values * MICRO)
         out[np.isnan(values)] = empty
-        return out.astype(np.int64)
+        result: IntArray = out.astype(np.int64)
+        return result
     return np.array([to_micro(v, empty=empty) for v in series], dtype=np.int64)
 
 
@@ -643,6 +647,22 @@ class TripArrays:
         return self.exit_value - self.entry_cost - self.fees * CENT_IN_LEDGER
 
 
+@dataclass(frozen=True)
+class TradeRecord:
+    """One round trip with exact Decimal money, as the trades table and the database store it."""
+
+    ticker: str
+    side: str
+    contracts: Decimal
+    entry_time: datetime
+    entry_price: Decimal
+    exit_time: datetime
+    exit_price: Decimal
+    exit_reason: str
+    fees: Decimal
+    pnl: Decimal
+
+
 @dataclass
 class BacktestResult:
     """Everything one run produced. DataFrames are built on demand with exact Decimal money columns."""
@@ -663,26 +683,44 @@ class BacktestResult:
 
     # ---- DataFrames ---------------------------------------------------------------------------------
 
+    def trade_records(self) -> list[TradeRecord]:
+        t = self.trips
+        return [
+            TradeRecord(
+                ticker=self.panel.markets[int(m)].ticker,
+                side="yes" if side > 0 else "no",
+                contracts=Decimal(int(q)) / CENTI,
+                entry_time=utc_from_ns(int(en)),
+                entry_price=_vwap(cost, q),
+                exit_time=utc_from_ns(int(ex)),
+                exit_price=_vwap(value, q),
+                exit_reason=reason,
+                fees=Decimal(int(fee)) / 100,
+                pnl=ledger_to_dollars(pnl),
+            )
+            for m, side, q, en, ex, cost, value, reason, fee, pnl in zip(
+                t.market,
+                t.side,
+                t.qty,
+                t.entry_ns,
+                t.exit_ns,
+                t.entry_cost,
+                t.exit_value,
+                t.exit_reason,
+                t.fees,
+                t.pnl,
+                strict=True,
+            )
+        ]
+
     @property
     def trades(self) -> pd.DataFrame:
         """Round trips with exact Decimal prices, fees and P&L."""
-        t = self.trips
-        tickers = [self.panel.markets[m].ticker for m in t.market]
-        qty = [Decimal(int(q)) / CENTI for q in t.qty]
-        return pd.DataFrame(
-            {
-                "ticker": tickers,
-                "side": ["yes" if s > 0 else "no" for s in t.side],
-                "contracts": qty,
-                "entry_time": pd.to_datetime(t.entry_ns, utc=True),
-                "entry_price": [_vwap(c, q) for c, q in zip(t.entry_cost, t.qty, strict=True)],
-                "exit_time": pd.to_datetime(t.exit_ns, utc=True),
-                "exit_price": [_vwap(v, q) for v, q in zip(t.exit_value, t.qty, strict=True)],
-                "exit_reason": t.exit_reason,
-                "fees": [Decimal(int(f)) / 100 for f in t.fees],
-                "pnl": [ledger_to_dollars(p) for p in t.pnl],
-            }
-        )
+        columns = [f.name for f in dataclasses.fields(TradeRecord)]
+        frame = pd.DataFrame([dataclasses.astuple(r) for r in self.trade_records()], columns=columns)
+        for name in ("entry_time", "exit_time"):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+        return frame
 
     @property
     def fills_frame(self) -> pd.DataFrame:
@@ -741,7 +779,11 @@ class BacktestResult:
             keep = np.arange(n)
         else:
             buckets = np.linspace(0, n, max_points // 2 + 1).astype(np.int64)
-            lows = [b + int(np.argmin(self.curve_pnl[b:e])) for b, e in zip(buckets[:-1], buckets[1:], strict=True) if e > b]
+            lows = [
+                b + int(np.argmin(self.curve_pnl[b:e]))
+                for b, e in zip(buckets[:-1], buckets[1:], strict=True)
+                if e > b
+            ]
             keep = np.unique(np.concatenate([np.array(lows, dtype=np.int64), buckets[1:] - 1, [0]]))
         return [(int(self.curve_ns[i]), capital + ledger_to_dollars(self.curve_pnl[i])) for i in keep]
 
@@ -995,9 +1037,7 @@ def _settled_mask(panel: QuotePanel) -> BoolArray:
     return out
 
 
-def mark_to_market(
-    panel: QuotePanel, fills: FillArrays
-) -> tuple[IntArray, IntArray, BoolArray, IntArray]:
+def mark_to_market(panel: QuotePanel, fills: FillArrays) -> tuple[IntArray, IntArray, BoolArray, IntArray]:
     """Per-row P&L of each market, per-market final P&L, settled flags, and settlement rows.
 
     Positions are valued at the bid of their side (YES at the yes bid, NO at 1 − yes ask),
@@ -1014,10 +1054,10 @@ def mark_to_market(
         f_idx = np.flatnonzero(last_of_row)
         cum = np.cumsum(fills.cash)
         first_fill = np.searchsorted(fills.market, np.arange(panel.n_markets), side="left")
-        before = np.concatenate([[0], cum])[first_fill]
+        earlier = np.concatenate([[0], cum])[first_fill]
         f_rows = fills.row[f_idx]
         f_pos = fills.position_after[f_idx]
-        f_cash = cum[f_idx] - before[fills.market[f_idx]]
+        f_cash = cum[f_idx] - earlier[fills.market[f_idx]]
     else:
         f_rows = f_pos = f_cash = np.zeros(0, dtype=np.int64)
     ev_rows = np.concatenate([first_rows, f_rows])
@@ -1104,7 +1144,10 @@ def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) ->
     side = np.where(leg[oi] == BUY_YES, 1, -1)
     qty = fills.qty[oi]
     sv = np.array(
-        [to_micro(x.settlement_value, empty=0) if x.settlement_value is not None else 0 for x in panel.markets],
+        [
+            to_micro(x.settlement_value, empty=0) if x.settlement_value is not None else 0
+            for x in panel.markets
+        ],
         dtype=np.int64,
     )
     last_rows = np.maximum(panel.starts[1:] - 1, 0)
@@ -1291,7 +1334,9 @@ def compute_metrics(
         "markets_settled": int(settled.sum()),
         "markets_marked_to_bid": int(((~settled) & np.isin(np.arange(panel.n_markets), trips.market)).sum()),
         "quotes": len(panel),
-        "annualisation": f"Sharpe and Sortino from daily equity (UTC days), annualised over {DAYS_PER_YEAR} days",
+        "annualisation": (
+            f"Sharpe and Sortino from daily equity (UTC days), annualised over {DAYS_PER_YEAR} days"
+        ),
     }
     # Daily equity: the value at the end of each UTC calendar day, gaps carried forward.
     daily = daily_equity(curve_ns, curve_pnl, capital_units)
@@ -1313,7 +1358,9 @@ def compute_metrics(
     dd = (peak - equity) / peak
     worst = int(np.argmax(dd)) if len(dd) else 0
     metrics["max_drawdown"] = float(dd[worst]) if len(dd) else 0.0
-    metrics["max_drawdown_dollars"] = str(ledger_to_dollars(int((peak - equity).max())).quantize(Decimal("0.01")))
+    metrics["max_drawdown_dollars"] = str(
+        ledger_to_dollars(int((peak - equity).max())).quantize(Decimal("0.01"))
+    )
     metrics["max_drawdown_duration_seconds"] = _longest_underwater(times, equity, peak)
     span_days = (int(times[-1]) - int(times[0])) / NS_PER_DAY if len(times) > 1 else 0.0
     final_equity = capital_units + net
@@ -1392,7 +1439,10 @@ def _brier(panel: QuotePanel, trips: TripArrays, settled: BoolArray) -> float | 
     if not sel.any():
         return None
     sv = np.array(
-        [to_micro(m.settlement_value, empty=0) if m.settlement_value is not None else 0 for m in panel.markets],
+        [
+            to_micro(m.settlement_value, empty=0) if m.settlement_value is not None else 0
+            for m in panel.markets
+        ],
         dtype=np.int64,
     )
     outcome = sv[trips.market[sel]] / MICRO
@@ -1447,7 +1497,9 @@ def run_backtest(
         progress(0.8)
     metrics = compute_metrics(panel, config, fills, trips, curve_ns, curve_pnl, final, settled)
     unsettled_open = [
-        panel.markets[m].ticker for m, r in zip(trips.market, trips.exit_reason, strict=True) if r == "marked_to_bid"
+        panel.markets[m].ticker
+        for m, r in zip(trips.market, trips.exit_reason, strict=True)
+        if r == "marked_to_bid"
     ]
     if unsettled_open:
         shown = ", ".join(sorted(set(unsettled_open))[:5])
@@ -1502,7 +1554,8 @@ def backtest_frame(
 
 
 def utc_from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    """A UTC datetime from epoch nanoseconds, to the microsecond (integer arithmetic, no float)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1_000)
 
 
 def iter_markets(panel: QuotePanel) -> Iterable[tuple[int, MarketInfo, slice]]:

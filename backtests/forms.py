@@ -20,7 +20,9 @@ def _pairs(text: str, field: str) -> dict[str, str]:
             continue
         key, sep, value = chunk.partition("=")
         if not sep or not key.strip():
-            raise forms.ValidationError(f"Write {field} as name=value pairs separated by ';' (got {chunk!r}).")
+            raise forms.ValidationError(
+                f"Write {field} as name=value pairs separated by ';' (got {chunk!r})."
+            )
         out[key.strip()] = value.strip()
     return out
 
@@ -46,13 +48,19 @@ class BacktestForm(forms.Form):
     tickers = forms.CharField(required=False, label="Market tickers", help_text="comma-separated")
     event_tickers = forms.CharField(required=False, label="Event tickers", help_text="comma-separated")
     series_tickers = forms.CharField(required=False, label="Series tickers", help_text="comma-separated")
-    start = forms.DateTimeField(required=False, label="Start (UTC)", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    end = forms.DateTimeField(required=False, label="End (UTC)", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    start = forms.DateTimeField(
+        required=False, label="Start (UTC)", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    end = forms.DateTimeField(
+        required=False, label="End (UTC)", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
     contracts = forms.DecimalField(initial=10, min_value=Decimal("0.01"), decimal_places=2, max_digits=12)
     capital = forms.DecimalField(initial=1000, min_value=Decimal(1), decimal_places=2, max_digits=16)
     cap_to_displayed_size = forms.BooleanField(required=False, label="Cap fills at displayed size")
     oos_fraction = forms.FloatField(initial=0.0, min_value=0.0, max_value=0.9, label="Out-of-sample fraction")
-    rank_metric = forms.ChoiceField(choices=[(m, m) for m in RANK_METRICS], initial="sharpe", label="Rank sweeps by")
+    rank_metric = forms.ChoiceField(
+        choices=[(m, m) for m in RANK_METRICS], initial="sharpe", label="Rank sweeps by"
+    )
 
     def clean_params(self) -> dict[str, str]:
         return _pairs(self.cleaned_data["params"], "parameters")
@@ -82,7 +90,21 @@ class BacktestForm(forms.Form):
 
     def run_kwargs(self) -> dict[str, Any]:
         data = self.cleaned_data
-        return {k: data[k] for k in (
-            "strategy", "params", "grid", "tickers", "event_tickers", "series_tickers", "start", "end",
-            "contracts", "capital", "cap_to_displayed_size", "oos_fraction", "rank_metric",
-        )}
+        return {
+            k: data[k]
+            for k in (
+                "strategy",
+                "params",
+                "grid",
+                "tickers",
+                "event_tickers",
+                "series_tickers",
+                "start",
+                "end",
+                "contracts",
+                "capital",
+                "cap_to_displayed_size",
+                "oos_fraction",
+                "rank_metric",
+            )
+        }

@@ -61,7 +61,9 @@ class BacktestRun(models.Model):
     capital = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal(1000))
     cap_to_displayed_size = models.BooleanField(default=False)
 
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
     progress = models.FloatField(default=0.0)
     progress_message = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
@@ -70,9 +72,15 @@ class BacktestRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent loading, simulating, saving.")
+    timings = models.JSONField(
+        default=dict, blank=True, help_text="Seconds spent loading, simulating, saving."
+    )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="backtest_runs"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="backtest_runs",
     )
 
     markets_count = models.PositiveIntegerField(default=0)
@@ -81,7 +89,9 @@ class BacktestRun(models.Model):
     split_metrics = models.JSONField(
         default=dict, blank=True, help_text="In-sample and out-of-sample metrics when a split was asked for."
     )
-    equity_curve = models.JSONField(default=list, blank=True, help_text="[[ISO time, equity], ...] thinned for charts.")
+    equity_curve = models.JSONField(
+        default=list, blank=True, help_text="[[ISO time, equity], ...] thinned for charts."
+    )
     sweep_results = models.JSONField(default=dict, blank=True)
 
     objects = BacktestRunQuerySet.as_manager()
@@ -90,7 +100,9 @@ class BacktestRun(models.Model):
         ordering = ["-created_at", "-id"]
         get_latest_by = "created_at"
         constraints = [
-            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="run_progress_0_1"),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="run_progress_0_1"
+            ),
             models.CheckConstraint(condition=Q(contracts__gt=0), name="run_contracts_positive"),
             models.CheckConstraint(condition=Q(capital__gt=0), name="run_capital_positive"),
             models.CheckConstraint(
@@ -125,7 +137,11 @@ class BacktestRun(models.Model):
 
     @property
     def selection_label(self) -> str:
-        parts = [*self.tickers, *(f"event {e}" for e in self.event_tickers), *(f"series {s}" for s in self.series_tickers)]
+        parts = [
+            *self.tickers,
+            *(f"event {e}" for e in self.event_tickers),
+            *(f"series {s}" for s in self.series_tickers),
+        ]
         if not parts:
             return "all markets"
         return ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "")
@@ -167,11 +183,16 @@ class BacktestTrade(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(contracts__gt=0), name="bt_trade_contracts_positive"),
             models.CheckConstraint(
-                condition=Q(entry_price__gte=0) & Q(entry_price__lte=1) & Q(exit_price__gte=0) & Q(exit_price__lte=1),
+                condition=Q(entry_price__gte=0)
+                & Q(entry_price__lte=1)
+                & Q(exit_price__gte=0)
+                & Q(exit_price__lte=1),
                 name="bt_trade_prices_0_1",
             ),
             models.CheckConstraint(condition=Q(fees__gte=0), name="bt_trade_fees_non_negative"),
-            models.CheckConstraint(condition=Q(exit_time__gte=F("entry_time")), name="bt_trade_exit_after_entry"),
+            models.CheckConstraint(
+                condition=Q(exit_time__gte=F("entry_time")), name="bt_trade_exit_after_entry"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -69,8 +69,10 @@ def create_run(
         if not combos:
             raise ParameterError("no valid parameter combination in the grid: " + "; ".join(skipped[:3]))
         if len(combos) > MAX_GRID_SIZE:
-            raise RunInputError(f"the grid has {len(combos)} combinations; at most {MAX_GRID_SIZE} are allowed")
-        validated = strat.validate({k: v for k, v in params.items()})
+            raise RunInputError(
+                f"the grid has {len(combos)} combinations; at most {MAX_GRID_SIZE} are allowed"
+            )
+        validated = strat.validate(dict(params.items()))
         grid_json = {k: list(v) for k, v in parsed_grid.items()}
     else:
         validated = strat.validate(params)
@@ -93,7 +95,9 @@ def create_run(
     except BacktestError as exc:
         raise RunInputError(str(exc)) from None
     tickers, event_tickers, series_tickers = _clean(tickers), _clean(event_tickers), _clean(series_tickers)
-    unknown = sorted(set(tickers) - set(Market.objects.filter(ticker__in=tickers).values_list("ticker", flat=True)))
+    unknown = sorted(
+        set(tickers) - set(Market.objects.filter(ticker__in=tickers).values_list("ticker", flat=True))
+    )
     if unknown:
         raise NoData(f"no market with ticker {', '.join(unknown)} has been collected")
     return BacktestRun.objects.create(
@@ -144,7 +148,9 @@ class _Progress:
         now = time.monotonic()
         if force or now - self.last >= PROGRESS_INTERVAL:
             self.last = now
-            BacktestRun.objects.filter(pk=self.run.pk).update(progress=fraction, progress_message=message[:200])
+            BacktestRun.objects.filter(pk=self.run.pk).update(
+                progress=fraction, progress_message=message[:200]
+            )
         if self.callback:
             self.callback(fraction, message)
 
@@ -174,11 +180,19 @@ def execute_run(run: BacktestRun, *, progress: Callable[[float, str], None] | No
         report(0.0, "Selecting markets", force=True)
         markets = selected_markets(run)
         if not markets:
-            raise NoData(f"No markets match {run.selection_label}. Collect them first (pollmarkets) or widen the selection.")
-        panel = data.load_panel(markets, start=run.start, end=run.end, progress=report.phase(0.0, 0.4, "Loading quotes"))
+            raise NoData(
+                f"No markets match {run.selection_label}. "
+                "Collect them first (pollmarkets) or widen the selection."
+            )
+        panel = data.load_panel(
+            markets, start=run.start, end=run.end, progress=report.phase(0.0, 0.4, "Loading quotes")
+        )
         timings["load"] = time.perf_counter() - t0
         if len(panel) == 0:
-            raise NoData(f"No quotes stored for {run.selection_label}{_period(run)}. Widen the period or collect data first.")
+            raise NoData(
+                f"No quotes stored for {run.selection_label}{_period(run)}. "
+                "Widen the period or collect data first."
+            )
         run.markets_count = sum(1 for n in (panel.starts[1:] - panel.starts[:-1]) if n > 0)
         run.quotes_count = len(panel)
         config = BacktestConfig(
@@ -238,12 +252,12 @@ def _execute_single(
     run: BacktestRun, panel: engine.QuotePanel, config: BacktestConfig, report: _Progress
 ) -> BacktestResult:
     strat = get_strategy(run.strategy)
-    result = engine.run_backtest(panel, strat, run.params, config=config, progress=report.phase(0.4, 0.8, "Simulating"))
+    result = engine.run_backtest(
+        panel, strat, run.params, config=config, progress=report.phase(0.4, 0.8, "Simulating")
+    )
     run.metrics = result.metrics
     run.warnings = result.warnings
-    run.equity_curve = [
-        [engine.utc_from_ns(t).isoformat(), str(v)] for t, v in result.downsampled_equity()
-    ]
+    run.equity_curve = [[engine.utc_from_ns(t).isoformat(), str(v)] for t, v in result.downsampled_equity()]
     if run.oos_fraction:
         split_ns = sweeps.split_time(panel, run.oos_fraction)
         assert split_ns is not None
@@ -259,7 +273,9 @@ def _execute_single(
     return result
 
 
-def _execute_sweep(run: BacktestRun, panel: engine.QuotePanel, config: BacktestConfig, report: _Progress) -> None:
+def _execute_sweep(
+    run: BacktestRun, panel: engine.QuotePanel, config: BacktestConfig, report: _Progress
+) -> None:
     base = {k: v for k, v in run.params.items() if k not in run.grid}
     result = sweeps.run_sweep(
         panel,
@@ -289,25 +305,24 @@ def _execute_sweep(run: BacktestRun, panel: engine.QuotePanel, config: BacktestC
 
 def _save_trades(run: BacktestRun, result: BacktestResult, markets: Sequence[Market]) -> None:
     ids = {m.ticker: m.pk for m in markets}
-    frame = result.trades
     BacktestTrade.objects.filter(run=run).delete()
     BacktestTrade.objects.bulk_create(
         [
             BacktestTrade(
                 run=run,
-                market_id=ids.get(row.ticker),
-                ticker=row.ticker,
-                side=row.side,
-                contracts=row.contracts,
-                entry_time=row.entry_time.to_pydatetime(),
-                entry_price=row.entry_price,
-                exit_time=row.exit_time.to_pydatetime(),
-                exit_price=row.exit_price,
-                exit_reason=row.exit_reason,
-                fees=row.fees,
-                pnl=row.pnl,
+                market_id=ids.get(r.ticker),
+                ticker=r.ticker,
+                side=r.side,
+                contracts=r.contracts,
+                entry_time=r.entry_time,
+                entry_price=r.entry_price,
+                exit_time=r.exit_time,
+                exit_price=r.exit_price,
+                exit_reason=r.exit_reason,
+                fees=r.fees,
+                pnl=r.pnl,
             )
-            for row in frame.itertuples()
+            for r in result.trade_records()
         ],
         batch_size=1000,
     )

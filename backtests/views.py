@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -42,14 +42,21 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(
         request,
         "backtests/index.html",
-        {"page": page, "statuses": RunStatus.choices, "strategies": sorted(STRATEGIES), "status": status, "strategy": strategy},
+        {
+            "page": page,
+            "statuses": RunStatus.choices,
+            "strategies": sorted(STRATEGIES),
+            "status": status,
+            "strategy": strategy,
+        },
     )
 
 
-# The project's only login page is the admin's, which admits staff accounts; the API takes tokens.
-@staff_member_required(login_url="/admin/login/")
 @require_http_methods(["GET", "POST"])
 def run_new(request: HtmxHttpRequest) -> HttpResponse:
+    if not (request.user.is_active and request.user.is_staff):
+        # The project's only login page is the admin's, which admits staff; the API takes tokens.
+        return redirect_to_login(request.get_full_path(), "/admin/login/")
     form = BacktestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -57,7 +64,8 @@ def run_new(request: HtmxHttpRequest) -> HttpResponse:
         except (ParameterError, runs.RunInputError, BacktestError) as exc:
             form.add_error(None, str(exc))
         else:
-            execute_backtest_run.delay_on_commit(run.pk)
+            # celery-types does not know Celery 5.4's delay_on_commit yet.
+            execute_backtest_run.delay_on_commit(run.pk)  # type: ignore[attr-defined]
             return redirect(run)
     strategies = [get_strategy(name) for name in sorted(STRATEGIES)]
     return render(request, "backtests/new.html", {"form": form, "strategies": strategies})
@@ -93,16 +101,22 @@ def _results(request: HttpRequest, run: BacktestRun) -> dict[str, Any]:
         market_id = market_trades[0].market_id
         quotes: list[tuple[str, float | None, float | None]] = []
         if market_id is not None:
-            snaps = MarketSnapshot.objects.for_market(market_id).between(run.start, run.end).order_by("captured_at")
+            snaps = (
+                MarketSnapshot.objects.for_market(market_id)
+                .between(run.start, run.end)
+                .order_by("captured_at")
+            )
             rows = list(snaps.values_list("captured_at", "yes_bid", "yes_ask"))
             step = max(1, len(rows) // PRICE_POINTS)
             # Thinning keeps every trade visible: markers come from the trades, not the quotes.
             for at, bid, ask in rows[::step]:
-                quotes.append((
-                    at.isoformat(),
-                    float(bid) if bid is not None and bid > 0 else None,
-                    float(ask) if ask is not None and 0 < ask < 1 else None,
-                ))
+                quotes.append(
+                    (
+                        at.isoformat(),
+                        float(bid) if bid is not None and bid > 0 else None,
+                        float(ask) if ask is not None and 0 < ask < 1 else None,
+                    )
+                )
         context["price_ticker"] = ticker
         context["price_figure"] = charts.price_figure(ticker, quotes, market_trades)
     return context

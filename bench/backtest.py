@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,7 +47,9 @@ def synthetic_columns(rows: int, markets: int, seed: int = 7) -> tuple[list[Any]
         bid.append(b)
         ask.append(a)
         close = datetime.fromtimestamp(int(times[-1]) / 1e9, tz=UTC) + timedelta(hours=1)
-        infos.append(MarketInfo(f"BENCH-{m}", Decimal(int(rng.integers(0, 2))), close, fee_multiplier=Decimal(1)))
+        infos.append(
+            MarketInfo(f"BENCH-{m}", Decimal(int(rng.integers(0, 2))), close, fee_multiplier=Decimal(1))
+        )
     return infos, {
         "ticker_index": np.concatenate(idx),
         "time": np.concatenate(ts),
@@ -69,7 +70,9 @@ class EventLoopMeanReversion:
     def __init__(self, window: int, entry_z: float, exit_z: float, contracts: Decimal) -> None:
         self.window, self.entry_z, self.exit_z, self.contracts = window, entry_z, exit_z, contracts
 
-    def run(self, infos: list[Any], cols: dict[str, np.ndarray]) -> tuple[list[tuple[int, int, str, Decimal]], Decimal]:
+    def run(
+        self, infos: list[Any], cols: dict[str, np.ndarray]
+    ) -> tuple[list[tuple[int, int, str, Decimal]], Decimal]:
         fills: list[tuple[int, int, str, Decimal]] = []
         total = Decimal(0)
         starts = np.searchsorted(cols["ticker_index"], np.arange(len(infos) + 1))
@@ -98,14 +101,15 @@ class EventLoopMeanReversion:
                         up = goal > position
                         if (up and ask is None) or (not up and bid is None):
                             break
+                        price: Decimal | None
                         if up and position < 0:
-                            n, action, price = -position, "sell_no", 1 - ask  # type: ignore[operator]
+                            n, action, price = -position, "sell_no", None if ask is None else 1 - ask
                         elif up:
                             n, action, price = goal - position, "buy_yes", ask
                         elif position > 0:
                             n, action, price = position, "sell_yes", bid
                         else:
-                            n, action, price = position - goal, "buy_no", 1 - bid  # type: ignore[operator]
+                            n, action, price = position - goal, "buy_no", None if bid is None else 1 - bid
                         assert price is not None
                         fee = (Decimal("0.07") * n * price * (1 - price) * info.fee_multiplier).quantize(
                             Decimal("0.01"), rounding=ROUND_CEILING
@@ -176,29 +180,47 @@ def bench_engine(rows: int, markets: int) -> None:
     engine_s, result = timed(engine_run, 5)
     n_fills = len(result.fills.row)
     print(f"\nOne strategy (mean_reversion {params}) over 1M rows")
-    print(f"  engine:               {engine_s * 1000:8.1f} ms   ({n_fills:,} fills, {len(result.trips.market):,} round trips)  target <= 250 ms")
+    print(
+        f"  engine:               {engine_s * 1000:8.1f} ms   ({n_fills:,} fills, "
+        f"{len(result.trips.market):,} round trips)  target <= 250 ms"
+    )
 
     base = EventLoopMeanReversion(60, 2.0, 0.5, Decimal(10))
     base_s, (base_fills, base_pnl) = timed(lambda: base.run(infos, cols), 1)
     ours = [
         (int(m), int(result.panel.time[r]), engine.LEG_NAMES[int(leg)], Decimal(int(p)) / MICRO)
-        for m, r, leg, p in zip(result.fills.market, result.fills.row, result.fills.leg, result.fills.price, strict=True)
+        for m, r, leg, p in zip(
+            result.fills.market, result.fills.row, result.fills.leg, result.fills.price, strict=True
+        )
     ]
     identical = ours == base_fills and result.net_pnl == base_pnl
     print(f"  event-loop baseline:  {base_s * 1000:8.1f} ms   ({len(base_fills):,} fills)")
-    print(f"  ratio:                {base_s / engine_s:8.1f} x   target >= 35x; identical fills and P&L: {identical}")
+    print(
+        f"  ratio:                {base_s / engine_s:8.1f} x   target >= 35x; "
+        f"identical fills and P&L: {identical}"
+    )
     if not identical:
         print("  !! the engine and the baseline disagree")
 
-    grid = {"window": [30, 60, 120, 240], "entry_z": [1.5, 2.0, 2.5, 3.0], "exit_z": [0.0, 0.25, 0.5, 1.0]}
+    grid: dict[str, list[Any]] = {
+        "window": [30, 60, 120, 240],
+        "entry_z": [1.5, 2.0, 2.5, 3.0],
+        "exit_z": [0.0, 0.25, 0.5, 1.0],
+    }
     n_sets = 64
     panel = QuotePanel.from_arrays(infos, cols)
-    sweep_s, sweep = timed(lambda: run_sweep(panel, "mean_reversion", grid, metric="sharpe", config=config), 1)
+    sweep_s, sweep = timed(
+        lambda: run_sweep(panel, "mean_reversion", grid, metric="sharpe", config=config), 1
+    )
     print(f"\nSweep of {n_sets} parameter sets over 1M rows")
     print(f"  full period:          {sweep_s:8.2f} s    {n_sets / sweep_s:6.1f} sets/s   target >= 50 sets/s")
     panel = QuotePanel.from_arrays(infos, cols)
-    oos_s, _ = timed(lambda: run_sweep(panel, "mean_reversion", grid, metric="sharpe", oos_fraction=0.3, config=config), 1)
-    print(f"  with 30% out of sample: {oos_s:6.2f} s    {n_sets / oos_s:6.1f} sets/s (two simulations per set)")
+    oos_s, _ = timed(
+        lambda: run_sweep(panel, "mean_reversion", grid, metric="sharpe", oos_fraction=0.3, config=config), 1
+    )
+    print(
+        f"  with 30% out of sample: {oos_s:6.2f} s    {n_sets / oos_s:6.1f} sets/s (two simulations per set)"
+    )
     best = sweep.rows[0]
     print(f"  best in sample: {best.params}  sharpe {best.in_sample['sharpe']}")
 
@@ -209,11 +231,17 @@ def ensure_database() -> None:
 
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
-        raise SystemExit("DATABASE_URL must point at PostgreSQL for the loading benchmark (BENCH_DATABASE_URL).")
+        raise SystemExit(
+            "DATABASE_URL must point at PostgreSQL for the loading benchmark (BENCH_DATABASE_URL)."
+        )
     cfg = dj_database_url.parse(url)
     with psycopg.connect(
-        host=cfg["HOST"], port=cfg["PORT"] or 5432, user=cfg["USER"], password=cfg["PASSWORD"] or None,
-        dbname="postgres", autocommit=True,
+        host=cfg["HOST"],
+        port=cfg["PORT"] or 5432,
+        user=cfg["USER"],
+        password=cfg["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
     ) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone():
             conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
@@ -240,21 +268,41 @@ def bench_loading(rows: int, markets: int) -> None:
         MarketSnapshot.objects.filter(market__ticker__startswith="BENCHLOAD-").delete()
         event, _ = Event.objects.get_or_create(ticker="BENCHLOAD")
         Market.objects.filter(ticker__startswith="BENCHLOAD-").delete()
-        Market.objects.bulk_create([Market(ticker=f"BENCHLOAD-{m}", event=event, status="active") for m in range(markets)])
-        ids = list(Market.objects.filter(ticker__startswith="BENCHLOAD-").order_by("id").values_list("id", flat=True))
+        Market.objects.bulk_create(
+            [Market(ticker=f"BENCHLOAD-{m}", event=event, status="active") for m in range(markets)]
+        )
+        ids = list(
+            Market.objects.filter(ticker__startswith="BENCHLOAD-").order_by("id").values_list("id", flat=True)
+        )
         rng = np.random.default_rng(3)
         start = datetime(2026, 6, 1, tzinfo=UTC)
-        with connection.cursor() as cur, cur.cursor.copy(
-            "COPY markets_marketsnapshot (market_id, captured_at, source, yes_bid, yes_ask, no_bid, no_ask, "
-            "last_price, yes_bid_size, yes_ask_size, volume) FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cur,
+            cur.cursor.copy(
+                "COPY markets_marketsnapshot (market_id, captured_at, source, yes_bid, yes_ask, no_bid, "
+                "no_ask, last_price, yes_bid_size, yes_ask_size, volume) FROM STDIN"
+            ) as copy,
+        ):
             for market_id in ids:
                 cents = np.clip(50 + np.cumsum(rng.choice([-1, 0, 1], size=per)), 2, 95)
                 for i, c in enumerate(cents.tolist()):
                     b = Decimal(c) / 100
                     a = Decimal(c + 1) / 100
-                    copy.write_row((market_id, start + timedelta(seconds=15 * i), "poll", b, a, 1 - a, 1 - b, b,
-                                    Decimal("120.50"), Decimal("80.25"), Decimal(1000 + i)))
+                    copy.write_row(
+                        (
+                            market_id,
+                            start + timedelta(seconds=15 * i),
+                            "poll",
+                            b,
+                            a,
+                            1 - a,
+                            1 - b,
+                            b,
+                            Decimal("120.50"),
+                            Decimal("80.25"),
+                            Decimal(1000 + i),
+                        )
+                    )
         connection.commit() if not connection.get_autocommit() else None
     markets_qs = list(Market.objects.filter(ticker__startswith="BENCHLOAD-").with_event().order_by("id"))
     qs = MarketSnapshot.objects.for_markets(markets_qs)
@@ -267,7 +315,16 @@ def bench_loading(rows: int, markets: int) -> None:
 
     def orm_values() -> pd.DataFrame:
         return pd.DataFrame.from_records(
-            qs.order_by("market_id", "captured_at").values("market_id", "captured_at", "yes_bid", "yes_ask", "last_price", "volume", "yes_bid_size", "yes_ask_size")
+            qs.order_by("market_id", "captured_at").values(
+                "market_id",
+                "captured_at",
+                "yes_bid",
+                "yes_ask",
+                "last_price",
+                "volume",
+                "yes_bid_size",
+                "yes_ask_size",
+            )
         )
 
     fast_s, frame = timed(fast, 3)
@@ -279,7 +336,10 @@ def bench_loading(rows: int, markets: int) -> None:
     print(f"  COPY binary -> numpy -> DataFrame: {fast_s * 1000:8.1f} ms   target <= 1000 ms")
     print(f"  ... straight into a QuotePanel:    {panel_s * 1000:8.1f} ms   ({len(panel):,} rows)")
     print(f"  baseline .values() -> DataFrame:   {orm_s * 1000:8.1f} ms   ratio {orm_s / fast_s:5.1f}x")
-    print(f"  portable values_list -> ints:      {portable_s * 1000:8.1f} ms   ratio {portable_s / fast_s:5.1f}x; same integers: {same}")
+    print(
+        f"  portable values_list -> ints:      {portable_s * 1000:8.1f} ms   "
+        f"ratio {portable_s / fast_s:5.1f}x; same integers: {same}"
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -295,4 +355,4 @@ def main(argv: list[str]) -> None:
     bench_engine(args.rows, args.markets)
     if not args.skip_db:
         bench_loading(args.rows, args.markets)
-    print(f"\n(median-free figures: best of several runs; CPU: {os.cpu_count()} cores; {statistics.__name__} unused)")
+    print(f"\n(best of several runs for the fast paths; {os.cpu_count()} CPU cores, shared)")

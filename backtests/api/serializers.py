@@ -5,11 +5,10 @@ from typing import Any
 
 from rest_framework import serializers
 
+from backtests.models import BacktestRun, BacktestTrade
+from backtests.strategies import STRATEGIES
+from backtests.sweeps import RANK_METRICS
 from markets.formatting import dollars
-
-from ..models import BacktestRun, BacktestTrade
-from ..strategies import STRATEGIES
-from ..sweeps import RANK_METRICS
 
 
 class BacktestRunSerializer(serializers.ModelSerializer[BacktestRun]):
@@ -19,10 +18,35 @@ class BacktestRunSerializer(serializers.ModelSerializer[BacktestRun]):
     class Meta:
         model = BacktestRun
         fields = [
-            "id", "url", "strategy", "kind", "params", "grid", "rank_metric", "oos_fraction", "tickers",
-            "event_tickers", "series_tickers", "start", "end", "contracts", "capital", "cap_to_displayed_size",
-            "status", "progress", "progress_message", "error", "warnings", "created_at", "started_at",
-            "finished_at", "duration_seconds", "markets_count", "quotes_count", "metrics", "split_metrics",
+            "id",
+            "url",
+            "strategy",
+            "kind",
+            "params",
+            "grid",
+            "rank_metric",
+            "oos_fraction",
+            "tickers",
+            "event_tickers",
+            "series_tickers",
+            "start",
+            "end",
+            "contracts",
+            "capital",
+            "cap_to_displayed_size",
+            "status",
+            "progress",
+            "progress_message",
+            "error",
+            "warnings",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "markets_count",
+            "quotes_count",
+            "metrics",
+            "split_metrics",
         ]
         read_only_fields = fields
 
@@ -49,8 +73,17 @@ class BacktestTradeSerializer(serializers.ModelSerializer[BacktestTrade]):
     class Meta:
         model = BacktestTrade
         fields = [
-            "id", "ticker", "side", "contracts", "entry_time", "entry_price", "exit_time", "exit_price",
-            "exit_reason", "fees", "pnl",
+            "id",
+            "ticker",
+            "side",
+            "contracts",
+            "entry_time",
+            "entry_price",
+            "exit_time",
+            "exit_price",
+            "exit_reason",
+            "fees",
+            "pnl",
         ]
 
     def get_entry_price(self, obj: BacktestTrade) -> str | None:
@@ -65,12 +98,20 @@ class RunInputSerializer(serializers.Serializer[dict[str, Any]]):
     params = serializers.DictField(required=False, default=dict)
     grid = serializers.DictField(child=serializers.ListField(min_length=1), required=False, default=dict)
     tickers = serializers.ListField(child=serializers.CharField(max_length=200), required=False, default=list)
-    event_tickers = serializers.ListField(child=serializers.CharField(max_length=150), required=False, default=list)
-    series_tickers = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    event_tickers = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, default=list
+    )
+    series_tickers = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list
+    )
     start = serializers.DateTimeField(required=False, allow_null=True, default=None)
     end = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    contracts = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), required=False, default=Decimal(10))
-    capital = serializers.DecimalField(max_digits=16, decimal_places=2, min_value=Decimal(1), required=False, default=Decimal(1000))
+    contracts = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal("0.01"), required=False, default=Decimal(10)
+    )
+    capital = serializers.DecimalField(
+        max_digits=16, decimal_places=2, min_value=Decimal(1), required=False, default=Decimal(1000)
+    )
     cap_to_displayed_size = serializers.BooleanField(required=False, default=False)
     oos_fraction = serializers.FloatField(min_value=0, max_value=0.9, required=False, default=0.0)
     rank_metric = serializers.ChoiceField(choices=list(RANK_METRICS), required=False, default="sharpe")

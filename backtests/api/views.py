@@ -11,11 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import runs
-from ..engine import BacktestError
-from ..models import BacktestRun, RunStatus
-from ..strategies import ParameterError
-from ..tasks import execute_backtest_run
+from backtests import runs
+from backtests.engine import BacktestError
+from backtests.models import BacktestRun, RunStatus
+from backtests.strategies import ParameterError
+from backtests.tasks import execute_backtest_run
+
 from .serializers import (
     BacktestRunDetailSerializer,
     BacktestRunSerializer,
@@ -56,7 +57,8 @@ class BacktestListCreateApi(APIView):
             run = runs.create_run(**data.validated_data, created_by=request.user)
         except (ParameterError, runs.RunInputError, BacktestError) as exc:
             raise ValidationError({"detail": str(exc)}) from None
-        execute_backtest_run.delay_on_commit(run.pk)
+        # celery-types does not know Celery 5.4's delay_on_commit yet.
+        execute_backtest_run.delay_on_commit(run.pk)  # type: ignore[attr-defined]
         return Response(RunCreatedSerializer(run).data, status=status.HTTP_201_CREATED)
 
 

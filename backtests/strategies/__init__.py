@@ -18,7 +18,12 @@ def _discover() -> dict[str, type[Strategy]]:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, Strategy) and obj is not Strategy and obj.__module__ == module.__name__:
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Strategy)
+                and obj is not Strategy
+                and obj.__module__ == module.__name__
+            ):
                 if obj.name in found:
                     raise ImportError(f"two strategies are named {obj.name!r}")
                 found[obj.name] = obj

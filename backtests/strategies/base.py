@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from ..engine import Int8Array, QuotePanel
+    from backtests.engine import Int8Array, QuotePanel
 
 
 class ParameterError(ValueError):

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine import MICRO, first_signal_side
+from backtests.engine import MICRO, first_signal_side
+
 from .base import Param, ParameterError, Strategy
 
 if TYPE_CHECKING:
-    from ..engine import Int8Array, QuotePanel
+    from backtests.engine import Int8Array, QuotePanel
 
 
 class FavouriteLongshot(Strategy):
@@ -23,7 +24,9 @@ class FavouriteLongshot(Strategy):
         "to settlement."
     )
     params = {
-        "hours_before_close": Param(float, 6.0, "Only enter within this many hours of the close.", 0.01, 720.0),
+        "hours_before_close": Param(
+            float, 6.0, "Only enter within this many hours of the close.", 0.01, 720.0
+        ),
         "min_price": Param(float, 0.75, "Lowest ask that counts as a favourite.", 0.5, 0.99),
         "max_price": Param(float, 0.95, "Highest ask worth paying (fees eat the edge above it).", 0.5, 0.99),
     }

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine import MICRO, first_signal_side
+from backtests.engine import MICRO, first_signal_side
+
 from .base import Param, Strategy
 
 if TYPE_CHECKING:
-    from ..engine import Int8Array, QuotePanel
+    from backtests.engine import Int8Array, QuotePanel
 
 
 class HoldToSettlement(Strategy):
@@ -23,7 +24,9 @@ class HoldToSettlement(Strategy):
     )
     params = {
         "side": Param(str, "yes", "Which side to buy.", choices=("yes", "no", "favourite", "longshot")),
-        "max_price": Param(float, 0.99, "Only enter while the side's ask is at or below this price.", 0.01, 0.99),
+        "max_price": Param(
+            float, 0.99, "Only enter while the side's ask is at or below this price.", 0.01, 0.99
+        ),
     }
 
     def target(self, panel: QuotePanel, params: Mapping[str, Any]) -> Int8Array:

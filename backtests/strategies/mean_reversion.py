@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine import ffill_first, hysteresis
+from backtests.engine import ffill_first, hysteresis
+
 from .base import Param, ParameterError, Strategy
 
 if TYPE_CHECKING:
-    from ..engine import FloatArray, Int8Array, QuotePanel
+    from backtests.engine import FloatArray, Int8Array, QuotePanel
 
 
 def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
@@ -47,8 +48,9 @@ def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
         z = num / np.sqrt(var.astype(np.float64))
     z[var == 0] = 0.0
     z[~full] = np.nan
-    panel.cache[key] = z
-    return z
+    result: FloatArray = z
+    panel.cache[key] = result
+    return result
 
 
 class MeanReversion(Strategy):
@@ -67,9 +69,7 @@ class MeanReversion(Strategy):
 
     def check(self, values: Mapping[str, Any]) -> None:
         if values["exit_z"] >= values["entry_z"]:
-            raise ParameterError(
-                f"exit_z ({values['exit_z']}) must be below entry_z ({values['entry_z']})"
-            )
+            raise ParameterError(f"exit_z ({values['exit_z']}) must be below entry_z ({values['entry_z']})")
 
     def target(self, panel: QuotePanel, params: Mapping[str, Any]) -> Int8Array:
         z = rolling_zscore(panel, params["window"])

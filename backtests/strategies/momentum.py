@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..engine import MICRO, hysteresis
+from backtests.engine import MICRO, hysteresis
+
 from .base import Param, ParameterError, Strategy
 
 if TYPE_CHECKING:
-    from ..engine import IntArray, Int8Array, QuotePanel
+    from backtests.engine import Int8Array, IntArray, QuotePanel
 
 
 def prior_extremes(panel: QuotePanel, lookback: int) -> tuple[IntArray, IntArray]:
@@ -62,7 +63,9 @@ class Momentum(Strategy):
         thr2 = round(params["threshold"] * 2 * MICRO)
         valid = (hi >= 0) & (x >= 0)
         enter_long = valid & (x >= hi + thr2) & (x > hi)
-        enter_short = valid & (x <= lo - thr2) & (x < lo) if params["allow_no"] else np.zeros(len(x), dtype=bool)
+        enter_short = (
+            valid & (x <= lo - thr2) & (x < lo) if params["allow_no"] else np.zeros(len(x), dtype=bool)
+        )
         exit_ok = (xhi >= 0) & (x >= 0)
         exit_long = exit_ok & (x < xlo)
         exit_short = exit_ok & (x > xhi)

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import template
 
-from ..formatting import format_metric
+from backtests.formatting import format_metric
 
 register = template.Library()
 

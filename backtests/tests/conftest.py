@@ -41,11 +41,12 @@ def book_snapshots(stream, market_ids):
         frame = item["frame"]
         msg = frame.get("msg") or {}
         ticker = msg.get("market_ticker")
-        if ticker not in market_ids:
+        if not isinstance(ticker, str) or ticker not in market_ids:
             continue
         if frame["type"] == "orderbook_snapshot":
             books[ticker] = {
-                side: {Decimal(p): Decimal(c) for p, c in msg.get(f"{side}_dollars_fp") or []} for side in ("yes", "no")
+                side: {Decimal(p): Decimal(c) for p, c in msg.get(f"{side}_dollars_fp") or []}
+                for side in ("yes", "no")
             }
         elif frame["type"] == "orderbook_delta" and ticker in books:
             side = books[ticker][msg["side"]]
@@ -120,8 +121,18 @@ def recorded(kalshi_client, kalshi_fixture):
                     market_id=market.pk,
                     captured_at=datetime.fromtimestamp(c["end_period_ts"], tz=UTC),
                     source=SnapshotSource.BACKFILL,
-                    quote=(bid, ask, 1 - ask, 1 - bid, Decimal(last) if last else None, None, None,
-                           Decimal(c["volume_fp"]), None, Decimal(c["open_interest_fp"])),
+                    quote=(
+                        bid,
+                        ask,
+                        1 - ask,
+                        1 - bid,
+                        Decimal(last) if last else None,
+                        None,
+                        None,
+                        Decimal(c["volume_fp"]),
+                        None,
+                        Decimal(c["open_interest_fp"]),
+                    ),
                 )
             )
     written += ingest.write_snapshots(rows)
@@ -153,20 +164,44 @@ def start_celery_worker():
         db = connection.settings_dict
         env = {
             **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "DATABASE_URL": (
+                f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+            ),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "REDIS_URL": settings.CELERY_BROKER_URL,
             "DJANGO_SETTINGS_MODULE": "kalshi_insights.settings",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "kalshi_insights", "worker", "-Q", "default", "-P", "solo",
-             "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-            cwd=Path(settings.BASE_DIR), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "kalshi_insights",
+                "worker",
+                "-Q",
+                "default",
+                "-P",
+                "solo",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ],
+            cwd=Path(settings.BASE_DIR),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         procs.append(proc)
         time.sleep(0.2)
         if proc.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited at start: {proc.stdout.read().decode() if proc.stdout else ''}")
+            raise RuntimeError(
+                f"the Celery worker exited at start: {proc.stdout.read().decode() if proc.stdout else ''}"
+            )
         return proc
 
     yield start

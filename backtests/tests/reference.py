@@ -205,6 +205,7 @@ def run(
                 continue
             shown = (q.ask_size if up else q.bid_size) if cap else None
             avail = shown if shown is not None else Decimal("Infinity")
+            price: Decimal | None
             while position != goal and avail > 0:
                 if up and position < 0:
                     n = min(-position, avail)
@@ -225,8 +226,10 @@ def run(
                 position += n if up else -n
                 avail -= n
                 outcome.fills.append(Fill(m.ticker, q.time, action, n, price, f))
-        settled = m.settlement_value is not None and m.close_ns is not None and (
-            end_ns is None or m.close_ns <= end_ns
+        settled = (
+            m.settlement_value is not None
+            and m.close_ns is not None
+            and (end_ns is None or m.close_ns <= end_ns)
         )
         if settled:
             assert m.settlement_value is not None

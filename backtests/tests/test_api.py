@@ -43,10 +43,17 @@ def test_it_serves_trades_with_exact_decimal_strings(api, finished):
     trades = api.get(f"/api/v1/backtests/{finished.pk}/trades/").json()["results"]
     assert trades == [
         {
-            "id": trades[0]["id"], "ticker": LAD, "side": "yes", "contracts": "10.00",
-            "entry_time": trades[0]["entry_time"], "entry_price": "0.6300",
-            "exit_time": trades[0]["exit_time"], "exit_price": "0.0000",
-            "exit_reason": "settlement", "fees": "0.09", "pnl": "-6.39000000",
+            "id": trades[0]["id"],
+            "ticker": LAD,
+            "side": "yes",
+            "contracts": "10.00",
+            "entry_time": trades[0]["entry_time"],
+            "entry_price": "0.6300",
+            "exit_time": trades[0]["exit_time"],
+            "exit_price": "0.0000",
+            "exit_reason": "settlement",
+            "fees": "0.09",
+            "pnl": "-6.39000000",
         }
     ]
 
@@ -71,8 +78,15 @@ def test_it_creates_a_run_with_a_token_and_returns_its_id(api, recorded, django_
     with django_capture_on_commit_callbacks() as callbacks:
         response = api.post(
             "/api/v1/backtests/",
-            {"strategy": "mean_reversion", "params": {"window": 5}, "tickers": [LAD], "contracts": "2.5",
-             "grid": {"entry_z": [1, 2]}, "oos_fraction": 0.25, "rank_metric": "net_pnl"},
+            {
+                "strategy": "mean_reversion",
+                "params": {"window": 5},
+                "tickers": [LAD],
+                "contracts": "2.5",
+                "grid": {"entry_z": [1, 2]},
+                "oos_fraction": 0.25,
+                "rank_metric": "net_pnl",
+            },
             format="json",
         )
     assert response.status_code == 201, response.json()
@@ -89,7 +103,10 @@ def test_it_creates_a_run_with_a_token_and_returns_its_id(api, recorded, django_
         ({"strategy": "nope"}, "is not a valid choice"),
         ({"strategy": "momentum", "params": {"windw": 3}}, "unknown parameter(s) for momentum: windw"),
         ({"strategy": "momentum", "tickers": ["KXNOPE"]}, "no market with ticker KXNOPE has been collected"),
-        ({"strategy": "momentum", "start": "2026-08-02T00:00Z", "end": "2026-08-01T00:00Z"}, "end must be after start"),
+        (
+            {"strategy": "momentum", "start": "2026-08-02T00:00Z", "end": "2026-08-01T00:00Z"},
+            "end must be after start",
+        ),
         ({"strategy": "momentum", "contracts": "-1"}, "greater than or equal to 0.01"),
     ],
 )

@@ -9,8 +9,12 @@ from backtests.models import BacktestRun, RunStatus
 
 LAD = "KXMLBGAME-26AUG072140LADAZ-LAD"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -29,7 +33,9 @@ def browser(monkeypatch):
 @pytest.mark.browser
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
-def test_it_shows_a_launched_runs_progress_live_until_its_charts_appear(recorded, live_server, browser, start_celery_worker):
+def test_it_shows_a_launched_runs_progress_live_until_its_charts_appear(
+    recorded, live_server, browser, start_celery_worker
+):
     User.objects.create_user("trader", password="correct horse", is_staff=True)
     page = browser.new_page()
     errors: list[str] = []

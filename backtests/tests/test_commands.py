@@ -34,7 +34,12 @@ def test_it_runs_hold_to_settlement_on_recorded_games_and_saves_the_run(recorded
     lad = trades[LAD]
     # Bought 10 YES at the recorded ask 0.63 at the quote after the first one; KXMLBGAME charges
     # half fees: ceil(0.07 × 10 × 0.63 × 0.37 × 0.5 = 0.0816) = 0.09. It settled NO.
-    assert (lad.side, lad.contracts, lad.entry_price, lad.fees) == ("yes", Decimal(10), Decimal("0.63"), Decimal("0.09"))
+    assert (lad.side, lad.contracts, lad.entry_price, lad.fees) == (
+        "yes",
+        Decimal(10),
+        Decimal("0.63"),
+        Decimal("0.09"),
+    )
     assert (lad.exit_reason, lad.exit_price) == ("settlement", Decimal(0))
     assert lad.pnl == Decimal("-6.39")
     tb = trades[TB]
@@ -48,7 +53,9 @@ def test_it_runs_hold_to_settlement_on_recorded_games_and_saves_the_run(recorded
 
 
 def test_it_marks_unsettled_candle_markets_to_the_bid(recorded):
-    out, _ = run_command("--strategy", "hold_to_settlement", "--series", "KXMLBGAME", "--start", "2026-08-07T18:00Z")
+    out, _ = run_command(
+        "--strategy", "hold_to_settlement", "--series", "KXMLBGAME", "--start", "2026-08-07T18:00Z"
+    )
     run = BacktestRun.objects.get()
     assert run.markets_count == 3  # only the candle games have quotes after the start
     assert run.metrics["markets_marked_to_bid"] == 3
@@ -58,9 +65,22 @@ def test_it_marks_unsettled_candle_markets_to_the_bid(recorded):
 
 def test_it_sweeps_a_grid_with_an_out_of_sample_split(recorded):
     out, _ = run_command(
-        "--strategy", "mean_reversion", "--series", "KXMLBGAME", "--series", "KXWNBAGAME",
-        "--grid", "window=2,3", "--grid", "entry_z=0.5,1.0", "--param", "exit_z=0.1",
-        "--oos-fraction", "0.3", "--metric", "net_pnl",
+        "--strategy",
+        "mean_reversion",
+        "--series",
+        "KXMLBGAME",
+        "--series",
+        "KXWNBAGAME",
+        "--grid",
+        "window=2,3",
+        "--grid",
+        "entry_z=0.5,1.0",
+        "--param",
+        "exit_z=0.1",
+        "--oos-fraction",
+        "0.3",
+        "--metric",
+        "net_pnl",
     )
     run = BacktestRun.objects.get()
     assert run.kind == RunKind.SWEEP
@@ -77,12 +97,22 @@ def test_it_sweeps_a_grid_with_an_out_of_sample_split(recorded):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--strategy", "nope"], "unknown strategy 'nope'. Valid strategies: favourite_longshot, hold_to_settlement, mean_reversion, momentum"),
-        (["--strategy", "momentum", "--param", "windw=3"], "unknown parameter(s) for momentum: windw. Valid parameters: lookback"),
+        (
+            ["--strategy", "nope"],
+            "unknown strategy 'nope'. Valid strategies: "
+            "favourite_longshot, hold_to_settlement, mean_reversion, momentum",
+        ),
+        (
+            ["--strategy", "momentum", "--param", "windw=3"],
+            "unknown parameter(s) for momentum: windw. Valid parameters: lookback",
+        ),
         (["--strategy", "momentum", "--param", "lookback"], "--param expects NAME=VALUE"),
         (["--strategy", "momentum", "--grid", "lookback=5,x"], "lookback='x' is not a valid integer"),
         (["--strategy", "momentum", "--start", "yesterday"], "is not an ISO date"),
-        (["--strategy", "momentum", "--ticker", "KXNOPE-1"], "no market with ticker KXNOPE-1 has been collected"),
+        (
+            ["--strategy", "momentum", "--ticker", "KXNOPE-1"],
+            "no market with ticker KXNOPE-1 has been collected",
+        ),
         (["--strategy", "momentum", "--oos-fraction", "1.5"], "out-of-sample fraction"),
         (["--strategy", "momentum", "--contracts", "ten"], "contracts and capital must be numbers"),
         (["--strategy", "momentum", "--metric", "luck"], "unknown metric 'luck'"),
@@ -97,7 +127,9 @@ def test_it_explains_bad_arguments(args, message):
 
 def test_it_says_so_when_the_selection_has_no_data(recorded):
     with pytest.raises(CommandError, match="No quotes stored for series KXWNBAGAME between 2027"):
-        run_command("--strategy", "momentum", "--series", "KXWNBAGAME", "--start", "2027-01-01", "--end", "2027-02-01")
+        run_command(
+            "--strategy", "momentum", "--series", "KXWNBAGAME", "--start", "2027-01-01", "--end", "2027-02-01"
+        )
     run = BacktestRun.objects.get()
     assert run.status == RunStatus.FAILED
     assert "No quotes" in run.error

@@ -62,8 +62,18 @@ def test_it_round_trips_six_decimal_prices_and_large_fractional_counts_exactly(r
                 market_id=market_id,
                 captured_at=datetime(2030, 1, 1, 0, 0, 0, 123456, tzinfo=UTC),
                 source=SnapshotSource.POLL,
-                quote=(Decimal("0.000001"), Decimal("0.999999"), None, None, Decimal("0.123457"),
-                       Decimal("0.01"), Decimal("98765432109.99"), Decimal("123456789012.34"), None, None),
+                quote=(
+                    Decimal("0.000001"),
+                    Decimal("0.999999"),
+                    None,
+                    None,
+                    Decimal("0.123457"),
+                    Decimal("0.01"),
+                    Decimal("98765432109.99"),
+                    Decimal("123456789012.34"),
+                    None,
+                    None,
+                ),
             )
         ]
     )

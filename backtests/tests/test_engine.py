@@ -5,13 +5,21 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from backtests import engine
-from backtests.engine import BacktestConfig, BacktestError, MarketInfo, QuotePanel, backtest_frame, trading_fee
+from backtests.engine import (
+    BacktestConfig,
+    BacktestError,
+    MarketInfo,
+    QuotePanel,
+    backtest_frame,
+    trading_fee,
+)
 from backtests.strategies import STRATEGIES, ParameterError, get_strategy
 from backtests.tests import reference
 
@@ -31,7 +39,9 @@ def quotes(ticker, rows, *, step=timedelta(minutes=1)):
 
 
 def market(ticker="M", settlement="1", close=T0 + timedelta(days=1), **kw):
-    return MarketInfo(ticker=ticker, settlement_value=None if settlement is None else D(settlement), close_time=close, **kw)
+    return MarketInfo(
+        ticker=ticker, settlement_value=None if settlement is None else D(settlement), close_time=close, **kw
+    )
 
 
 # ---- hand-computed cases -------------------------------------------------------------------------------
@@ -161,7 +171,9 @@ def test_it_computes_fees_exactly_for_every_cent_and_many_sizes():
     for cents in range(1, 100):
         price = D(cents) / 100
         for contracts in (D(1), D("0.01"), D("2.5"), D(10), D(100), D("1234.56")):
-            expected = (D("0.07") * contracts * price * (1 - price)).quantize(D("0.01"), rounding="ROUND_CEILING")
+            expected = (D("0.07") * contracts * price * (1 - price)).quantize(
+                D("0.01"), rounding="ROUND_CEILING"
+            )
             assert trading_fee(contracts, price) == expected
 
 
@@ -181,7 +193,9 @@ def test_it_rejects_bad_frames_and_parameters():
         backtest_frame(pd.DataFrame({"ticker": [], "time": [], "yes_bid": []}), "momentum")
     with pytest.raises(ParameterError, match="Valid strategies: favourite_longshot, hold_to_settlement"):
         get_strategy("nope")
-    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) for momentum: windw. Valid parameters: lookback"):
+    with pytest.raises(
+        ParameterError, match=r"unknown parameter\(s\) for momentum: windw. Valid parameters: lookback"
+    ):
         get_strategy("momentum").validate({"windw": 3})
     with pytest.raises(ParameterError, match="above the maximum"):
         get_strategy("mean_reversion").validate({"window": "5000"})
@@ -238,7 +252,8 @@ def random_frame(rng, *, markets=5, rows=300, sizes=False):
         for _ in range(rows):
             bid = min(97, max(1, bid + rng.choice([-2, -1, 0, 0, 0, 1, 2])))
             ask = bid + rng.choice([1, 1, 2, 3])
-            b, a = D(bid) / 100, D(min(ask, 99)) / 100
+            b: D | None = D(bid) / 100
+            a: D | None = D(min(ask, 99)) / 100
             roll = rng.random()
             if roll < 0.03:
                 b = None  # no bid
@@ -255,7 +270,14 @@ def random_frame(rng, *, markets=5, rows=300, sizes=False):
         frames.append(pd.DataFrame(recs))
         close = T0 + timedelta(seconds=rng.randint(3600, rows * 60))
         settlement = rng.choice(["1", "0", "0.38", None])
-        infos.append(MarketInfo(ticker, D(settlement) if settlement else None, close, fee_multiplier=rng.choice([D(1), D("0.5")])))
+        infos.append(
+            MarketInfo(
+                ticker,
+                D(settlement) if settlement else None,
+                close,
+                fee_multiplier=rng.choice([D(1), D("0.5")]),
+            )
+        )
     return pd.concat(frames, ignore_index=True), infos
 
 
@@ -279,10 +301,21 @@ def to_reference(df, infos):
     return out
 
 
-PARAMS = {
-    "mean_reversion": [{"window": 10, "entry_z": 1.2, "exit_z": 0.3}, {"window": 30, "entry_z": 2.0, "exit_z": 0.0, "allow_no": False}],
-    "momentum": [{"lookback": 8, "exit_lookback": 4, "threshold": 0.0}, {"lookback": 20, "exit_lookback": 10, "threshold": 0.02}],
-    "hold_to_settlement": [{"side": "yes"}, {"side": "favourite", "max_price": 0.6}, {"side": "longshot"}, {"side": "no", "max_price": 0.5}],
+PARAMS: dict[str, list[dict[str, Any]]] = {
+    "mean_reversion": [
+        {"window": 10, "entry_z": 1.2, "exit_z": 0.3},
+        {"window": 30, "entry_z": 2.0, "exit_z": 0.0, "allow_no": False},
+    ],
+    "momentum": [
+        {"lookback": 8, "exit_lookback": 4, "threshold": 0.0},
+        {"lookback": 20, "exit_lookback": 10, "threshold": 0.02},
+    ],
+    "hold_to_settlement": [
+        {"side": "yes"},
+        {"side": "favourite", "max_price": 0.6},
+        {"side": "longshot"},
+        {"side": "no", "max_price": 0.5},
+    ],
     "favourite_longshot": [{"hours_before_close": 2.0, "min_price": 0.55, "max_price": 0.9}],
 }
 
@@ -298,11 +331,25 @@ def test_it_agrees_trade_for_trade_with_a_simple_event_loop(seed, strategy, cap)
     for params in PARAMS[strategy]:
         full = get_strategy(strategy).validate(params)
         r = backtest_frame(df, strategy, params, markets=infos, end=end, cap_to_displayed_size=cap)
-        ref = reference.run(to_reference(df[df.time <= end], infos), strategy, full, end_ns=int(pd.Timestamp(end).value), cap=cap)
-        ours = [
-            (f.ticker, int(f.time.value), f.action, f.contracts, f.price, f.fee)
-            for f in r.fills_frame.itertuples()
-        ]
+        ref = reference.run(
+            to_reference(df[df.time <= end], infos),
+            strategy,
+            full,
+            end_ns=int(pd.Timestamp(end).value),
+            cap=cap,
+        )
+        ff = r.fills_frame
+        ours = list(
+            zip(
+                ff.ticker.tolist(),
+                [int(t.value) for t in ff.time],
+                ff.action.tolist(),
+                ff.contracts.tolist(),
+                ff.price.tolist(),
+                ff.fee.tolist(),
+                strict=True,
+            )
+        )
         theirs = [(f.ticker, f.time, f.action, f.contracts, f.price, f.fee) for f in ref.fills]
         assert ours == theirs, (strategy, params)
         total += len(ours)
@@ -326,12 +373,22 @@ def test_it_never_lets_later_data_change_an_earlier_decision(strategy):
     perturbed.loc[later, "yes_bid"] = [D(int(x)) / 100 for x in noise.integers(1, 50, later.sum())]
     perturbed.loc[later, "yes_ask"] = [D(int(x)) / 100 for x in noise.integers(51, 99, later.sum())]
     # Outcomes are in the future too.
-    flipped = [MarketInfo(i.ticker, D(1) - i.settlement_value if i.settlement_value is not None else D(1), i.close_time, fee_multiplier=i.fee_multiplier) for i in infos]
+    flipped = [
+        MarketInfo(
+            i.ticker,
+            D(1) - i.settlement_value if i.settlement_value is not None else D(1),
+            i.close_time,
+            fee_multiplier=i.fee_multiplier,
+        )
+        for i in infos
+    ]
     for params in PARAMS[strategy]:
         a = backtest_frame(df, strategy, params, markets=infos)
         b = backtest_frame(perturbed, strategy, params, markets=flipped)
         before = (df.time <= cut).to_numpy()
         assert np.array_equal(a.target[before], b.target[before])
         fa, fb = a.fills_frame, b.fills_frame
-        assert list(fa[fa.time <= cut].itertuples(index=False)) == list(fb[fb.time <= cut].itertuples(index=False))
+        assert list(fa[fa.time <= cut].itertuples(index=False)) == list(
+            fb[fb.time <= cut].itertuples(index=False)
+        )
     assert before.sum() > 100 and (~before).sum() > 100

@@ -21,7 +21,9 @@ def test_it_runs_a_launched_backtest_in_a_celery_worker(recorded, start_celery_w
     worker = start_celery_worker()
     api = APIClient()
     api.force_authenticate(User.objects.create_user("quant"))
-    response = api.post("/api/v1/backtests/", {"strategy": "hold_to_settlement", "tickers": [LAD]}, format="json")
+    response = api.post(
+        "/api/v1/backtests/", {"strategy": "hold_to_settlement", "tickers": [LAD]}, format="json"
+    )
     assert response.status_code == 201
 
     def finished():

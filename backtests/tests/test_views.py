@@ -28,14 +28,16 @@ def test_it_lists_runs_with_their_headline_metrics(client, finished_run):
     body = response.content.decode()
     assert f'href="/backtests/{finished_run.pk}/"' in body
     assert finished_run.metrics["net_pnl"] in body
-    assert client.get(reverse("backtests:index"), {"status": "failed"}).context["page"].object_list.count() == 0
+    assert (
+        client.get(reverse("backtests:index"), {"status": "failed"}).context["page"].object_list.count() == 0
+    )
 
 
 def test_it_shows_charts_metrics_and_trades_of_a_finished_run(client, finished_run):
     response = client.get(finished_run.get_absolute_url())
     assert response.status_code == 200
     body = response.content.decode()
-    assert 'hx-trigger' not in body  # finished: nothing polls
+    assert "hx-trigger" not in body  # finished: nothing polls
     for figure in ("equity-figure", "drawdown-figure", "price-figure"):
         assert f'id="{figure}"' in body
     price = response.context["price_figure"]
@@ -70,8 +72,11 @@ def test_it_shows_a_failed_run_with_its_reason(client, recorded):
 def test_it_shows_a_sweep_with_its_heatmap(client, recorded):
     run = runs.execute_run(
         runs.create_run(
-            strategy="mean_reversion", series_tickers=["KXMLBGAME", "KXWNBAGAME"],
-            grid={"window": [2, 3], "entry_z": [0.5, 1.0]}, params={"exit_z": 0.1}, oos_fraction=0.3,
+            strategy="mean_reversion",
+            series_tickers=["KXMLBGAME", "KXWNBAGAME"],
+            grid={"window": [2, 3], "entry_z": [0.5, 1.0]},
+            params={"exit_z": 0.1},
+            oos_fraction=0.3,
         )
     )
     response = client.get(run.get_absolute_url())
@@ -100,8 +105,15 @@ def test_it_launches_a_run_from_the_form(client, recorded, django_capture_on_com
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(
             reverse("backtests:new"),
-            {"strategy": "momentum", "params": "lookback=3; exit_lookback=2", "tickers": LAD,
-             "contracts": "5", "capital": "500", "oos_fraction": "0", "rank_metric": "sharpe"},
+            {
+                "strategy": "momentum",
+                "params": "lookback=3; exit_lookback=2",
+                "tickers": LAD,
+                "contracts": "5",
+                "capital": "500",
+                "oos_fraction": "0",
+                "rank_metric": "sharpe",
+            },
         )
     run = BacktestRun.objects.get()
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
@@ -114,13 +126,27 @@ def test_it_shows_form_errors_without_creating_a_run(client, recorded):
     client.force_login(User.objects.create_user("trader", password="pw", is_staff=True))
     response = client.post(
         reverse("backtests:new"),
-        {"strategy": "momentum", "params": "windw=3", "contracts": "5", "capital": "500", "oos_fraction": "0", "rank_metric": "sharpe"},
+        {
+            "strategy": "momentum",
+            "params": "windw=3",
+            "contracts": "5",
+            "capital": "500",
+            "oos_fraction": "0",
+            "rank_metric": "sharpe",
+        },
     )
     assert response.status_code == 200
     assert "unknown parameter(s) for momentum: windw" in response.content.decode()
     response = client.post(
         reverse("backtests:new"),
-        {"strategy": "momentum", "params": "no equals sign", "contracts": "5", "capital": "500", "oos_fraction": "0", "rank_metric": "sharpe"},
+        {
+            "strategy": "momentum",
+            "params": "no equals sign",
+            "contracts": "5",
+            "capital": "500",
+            "oos_fraction": "0",
+            "rank_metric": "sharpe",
+        },
     )
     assert "name=value pairs" in response.content.decode()
     assert not BacktestRun.objects.exists()

@@ -15,6 +15,7 @@ from backtests.models import BacktestRun, RunStatus
 from backtests.strategies import STRATEGIES, ParameterError, get_strategy
 from backtests.sweeps import RANK_METRICS
 
+
 def parse_pairs(values: list[str], what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values:
@@ -31,7 +32,9 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise CommandError(f"--{name} {value!r} is not an ISO date or time (e.g. 2026-08-01 or 2026-08-01T12:00Z)") from None
+        raise CommandError(
+            f"--{name} {value!r} is not an ISO date or time (e.g. 2026-08-01 or 2026-08-01T12:00Z)"
+        ) from None
     # Dates without a zone are UTC, like everything else in the project.
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -41,21 +44,35 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--strategy", help=f"One of: {', '.join(sorted(STRATEGIES))}.")
-        parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="Strategy parameter.")
+        parser.add_argument(
+            "--param", action="append", default=[], metavar="NAME=VALUE", help="Strategy parameter."
+        )
         parser.add_argument("--ticker", action="append", default=[], help="Market ticker (repeatable).")
         parser.add_argument("--event", action="append", default=[], help="Event ticker (repeatable).")
         parser.add_argument("--series", action="append", default=[], help="Series ticker (repeatable).")
         parser.add_argument("--start", help="Start of the period (ISO; UTC if no zone).")
         parser.add_argument("--end", help="End of the period (ISO; UTC if no zone).")
         parser.add_argument(
-            "--grid", action="append", default=[], metavar="NAME=V1,V2", help="Sweep these values (repeatable)."
+            "--grid",
+            action="append",
+            default=[],
+            metavar="NAME=V1,V2",
+            help="Sweep these values (repeatable).",
         )
-        parser.add_argument("--metric", default="sharpe", help=f"Sweep ranking metric: {', '.join(RANK_METRICS)}.")
-        parser.add_argument("--oos-fraction", type=float, default=0.0, help="Hold out this share of the period.")
+        parser.add_argument(
+            "--metric", default="sharpe", help=f"Sweep ranking metric: {', '.join(RANK_METRICS)}."
+        )
+        parser.add_argument(
+            "--oos-fraction", type=float, default=0.0, help="Hold out this share of the period."
+        )
         parser.add_argument("--contracts", default="10", help="Contracts per position (default 10).")
-        parser.add_argument("--capital", default="1000", help="Capital in dollars for returns (default 1000).")
+        parser.add_argument(
+            "--capital", default="1000", help="Capital in dollars for returns (default 1000)."
+        )
         parser.add_argument("--cap-size", action="store_true", help="Cap fills at the displayed size.")
-        parser.add_argument("--list-strategies", action="store_true", help="List strategies and their parameters.")
+        parser.add_argument(
+            "--list-strategies", action="store_true", help="List strategies and their parameters."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list_strategies"] or not options["strategy"]:
@@ -65,7 +82,10 @@ class Command(BaseCommand):
             if not options["list_strategies"]:
                 raise CommandError(f"Give --strategy, one of: {', '.join(sorted(STRATEGIES))}")
             return
-        grid = {k: [v for v in vs.split(",") if v.strip()] for k, vs in parse_pairs(options["grid"], "grid").items()}
+        grid = {
+            k: [v for v in vs.split(",") if v.strip()]
+            for k, vs in parse_pairs(options["grid"], "grid").items()
+        }
         try:
             run = runs.create_run(
                 strategy=options["strategy"],
@@ -86,7 +106,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
         self.stdout.write(f"Backtest run #{run.pk}: {run.strategy} on {run.selection_label}")
-        with tqdm(total=100, file=self.stderr, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}") as bar:
+        with tqdm(
+            total=100, file=self.stderr, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}"
+        ) as bar:
 
             def progress(fraction: float, message: str) -> None:
                 bar.n = round(fraction * 100)
@@ -99,10 +121,14 @@ class Command(BaseCommand):
         self.report(run)
 
     def report(self, run: BacktestRun) -> None:
-        self.stdout.write(f"{run.quotes_count} quotes in {run.markets_count} market(s); parameters {run.params}")
+        self.stdout.write(
+            f"{run.quotes_count} quotes in {run.markets_count} market(s); parameters {run.params}"
+        )
         if run.is_sweep:
             self.sweep_table(run)
-        columns: list[tuple[str, dict[str, Any]]] = [("Full period" if not run.is_sweep else "Best (in sample)", run.metrics)]
+        columns: list[tuple[str, dict[str, Any]]] = [
+            ("Full period" if not run.is_sweep else "Best (in sample)", run.metrics)
+        ]
         if run.split_metrics:
             columns = [
                 ("Full period", run.metrics),
@@ -131,7 +157,8 @@ class Command(BaseCommand):
             oos = row["out_of_sample"]
             oos_text = f"   out of sample {format_metric(metric, oos.get(metric))}" if oos else ""
             self.stdout.write(
-                f"  #{row['rank']:<3} {row['params']}  {metric} {format_metric(metric, row['in_sample'].get(metric))}{oos_text}"
+                f"  #{row['rank']:<3} {row['params']}  {metric} "
+                f"{format_metric(metric, row['in_sample'].get(metric))}{oos_text}"
             )
 
     def list_strategies(self) -> None:
@@ -140,4 +167,3 @@ class Command(BaseCommand):
             self.stdout.write(f"{name}: {strat.description}")
             for key, param in strat.params.items():
                 self.stdout.write(f"    {key}: {param.describe()} — {param.help}")
-
