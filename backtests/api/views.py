@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -34,7 +34,17 @@ class Pagination(LimitOffsetPagination):
 class BacktestListCreateApi(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
-    @extend_schema(responses=BacktestRunSerializer(many=True))
+    @extend_schema(
+        operation_id="backtests_list",
+        tags=["backtests"],
+        parameters=[
+            OpenApiParameter("status", str, enum=RunStatus.values, description="Only runs in this status."),
+            OpenApiParameter("strategy", str, description="Only runs of this strategy."),
+            OpenApiParameter("limit", int, description="Page size (default 50, at most 1000)."),
+            OpenApiParameter("offset", int),
+        ],
+        responses=BacktestRunSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         qs = BacktestRun.objects.for_list()
         run_status = request.query_params.get("status")
@@ -48,7 +58,12 @@ class BacktestListCreateApi(APIView):
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(BacktestRunSerializer(page, many=True).data)
 
-    @extend_schema(request=RunInputSerializer, responses={201: RunCreatedSerializer})
+    @extend_schema(
+        operation_id="backtests_create",
+        tags=["backtests"],
+        request=RunInputSerializer,
+        responses={201: RunCreatedSerializer},
+    )
     def post(self, request: Request) -> Response:
         """Validate, save a queued run and hand it to a worker; returns its id at once."""
         data = RunInputSerializer(data=request.data)
@@ -65,7 +80,9 @@ class BacktestListCreateApi(APIView):
 class BacktestDetailApi(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
-    @extend_schema(responses=BacktestRunDetailSerializer)
+    @extend_schema(
+        operation_id="backtests_retrieve", tags=["backtests"], responses=BacktestRunDetailSerializer
+    )
     def get(self, request: Request, pk: int) -> Response:
         run = BacktestRun.objects.filter(pk=pk).first()
         if run is None:
@@ -76,7 +93,12 @@ class BacktestDetailApi(APIView):
 class BacktestTradesApi(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
-    @extend_schema(responses=BacktestTradeSerializer(many=True))
+    @extend_schema(
+        operation_id="backtests_trades_list",
+        tags=["backtests"],
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=BacktestTradeSerializer(many=True),
+    )
     def get(self, request: Request, pk: int) -> Response:
         run = BacktestRun.objects.filter(pk=pk).only("pk").first()
         if run is None:
