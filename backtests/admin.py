@@ -4,30 +4,10 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 
 from .models import BacktestRun, BacktestTrade
-
-
-class BacktestTradeInline(admin.TabularInline[BacktestTrade, BacktestRun]):
-    model = BacktestTrade
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = (
-        "ticker",
-        "side",
-        "contracts",
-        "entry_time",
-        "entry_price",
-        "exit_time",
-        "exit_price",
-        "exit_reason",
-        "fees",
-        "pnl",
-    )
-    readonly_fields = fields
-    max_num = 0
 
 
 @admin.register(BacktestRun)
@@ -60,9 +40,15 @@ class BacktestRunAdmin(admin.ModelAdmin[BacktestRun]):
         "pretty_metrics",
         "pretty_split_metrics",
         "warnings",
+        "trades_link",
     ]
     exclude = ["metrics", "split_metrics", "equity_curve", "sweep_results"]
-    inlines = [BacktestTradeInline]
+
+    @admin.display(description="trades")
+    def trades_link(self, obj: BacktestRun) -> str:
+        # A link rather than an inline: a run can have tens of thousands of trades.
+        url = reverse("admin:backtests_backtesttrade_changelist") + f"?run__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} trades</a>', url, obj.trades.count())
 
     @admin.display(description="progress")
     def progress_percent(self, obj: BacktestRun) -> str:

@@ -157,3 +157,14 @@ def test_it_embeds_figures_as_json(client, finished_run):
     start = body.index(">", body.index('<script id="equity-figure"')) + 1
     figure = json.loads(body[start : body.index("</script>", start)])
     assert figure["data"][0]["y"][0] == 1000.0
+
+
+def test_it_shows_runs_and_trades_in_the_admin(client, finished_run):
+    client.force_login(User.objects.create_superuser("admin", password="pw"))
+    assert client.get("/admin/backtests/backtestrun/").status_code == 200
+    page = client.get(f"/admin/backtests/backtestrun/{finished_run.pk}/change/")
+    assert page.status_code == 200
+    assert f"?run__id__exact={finished_run.pk}" in page.content.decode()
+    trades = client.get(f"/admin/backtests/backtesttrade/?run__id__exact={finished_run.pk}")
+    assert trades.status_code == 200
+    assert LAD in trades.content.decode()
