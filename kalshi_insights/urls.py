@@ -9,5 +9,7 @@ urlpatterns = [
     path("api/v1/", include("markets.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("backtests/", include("backtests.urls")),
+    path("api/v1/", include("backtests.api.urls")),
     path("", include("markets.urls")),
 ]

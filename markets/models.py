@@ -218,6 +218,23 @@ class MarketQuerySet(models.QuerySet["Market"]):
             & Q(event__category__iexact=category)
         )
 
+    def selected(
+        self,
+        *,
+        tickers: Iterable[str] = (),
+        event_tickers: Iterable[str] = (),
+        series_tickers: Iterable[str] = (),
+    ) -> MarketQuerySet:
+        """Markets named by ticker, or in one of the events or series (the union); all if none given."""
+        condition = Q()
+        if tickers := list(tickers):
+            condition |= Q(ticker__in=tickers)
+        if event_tickers := list(event_tickers):
+            condition |= Q(event__ticker__in=event_tickers)
+        if series_tickers := list(series_tickers):
+            condition |= Q(event__series__ticker__in=series_tickers)
+        return self.filter(condition) if condition else self.all()
+
 
 class Market(models.Model):
     # 32-bit keys keep every snapshot row and its index entry 4 bytes smaller; Kalshi has listed
@@ -353,6 +370,9 @@ class SnapshotSource(models.TextChoices):
 class MarketSnapshotQuerySet(models.QuerySet["MarketSnapshot"]):
     def for_market(self, market: Market | int) -> MarketSnapshotQuerySet:
         return self.filter(market=market)
+
+    def for_markets(self, markets: Iterable[Market | int]) -> MarketSnapshotQuerySet:
+        return self.filter(market__in=list(markets))
 
     def between(self, start: datetime | None, end: datetime | None) -> MarketSnapshotQuerySet:
         qs = self

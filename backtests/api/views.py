@@ -1,0 +1,108 @@
+"""The backtests API: list, detail and trades are public; creating a run needs authentication."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticatedOrReadOnly
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backtests import runs
+from backtests.engine import BacktestError
+from backtests.models import BacktestRun, RunStatus
+from backtests.strategies import ParameterError
+from backtests.tasks import execute_backtest_run
+
+from .serializers import (
+    BacktestRunDetailSerializer,
+    BacktestRunSerializer,
+    BacktestTradeSerializer,
+    RunCreatedSerializer,
+    RunInputSerializer,
+)
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 1000
+
+
+class BacktestListCreateApi(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(
+        operation_id="backtests_list",
+        tags=["backtests"],
+        parameters=[
+            OpenApiParameter("status", str, enum=RunStatus.values, description="Only runs in this status."),
+            OpenApiParameter("strategy", str, description="Only runs of this strategy."),
+            OpenApiParameter("limit", int, description="Page size (default 50, at most 1000)."),
+            OpenApiParameter("offset", int),
+        ],
+        responses=BacktestRunSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        qs = BacktestRun.objects.for_list()
+        run_status = request.query_params.get("status")
+        if run_status:
+            if run_status not in RunStatus.values:
+                raise ValidationError({"status": f"must be one of {', '.join(RunStatus.values)}"})
+            qs = qs.filter(status=run_status)
+        if strategy := request.query_params.get("strategy"):
+            qs = qs.filter(strategy=strategy)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(BacktestRunSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="backtests_create",
+        tags=["backtests"],
+        request=RunInputSerializer,
+        responses={201: RunCreatedSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        """Validate, save a queued run and hand it to a worker; returns its id at once."""
+        data = RunInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            run = runs.create_run(**data.validated_data, created_by=request.user)
+        except (ParameterError, runs.RunInputError, BacktestError) as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        # celery-types does not know Celery 5.4's delay_on_commit yet.
+        execute_backtest_run.delay_on_commit(run.pk)  # type: ignore[attr-defined]
+        return Response(RunCreatedSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class BacktestDetailApi(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(
+        operation_id="backtests_retrieve", tags=["backtests"], responses=BacktestRunDetailSerializer
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        run = BacktestRun.objects.filter(pk=pk).first()
+        if run is None:
+            return Response({"detail": f"No backtest run {pk}."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(BacktestRunDetailSerializer(run).data)
+
+
+class BacktestTradesApi(APIView):
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(
+        operation_id="backtests_trades_list",
+        tags=["backtests"],
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=BacktestTradeSerializer(many=True),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        run = BacktestRun.objects.filter(pk=pk).only("pk").first()
+        if run is None:
+            return Response({"detail": f"No backtest run {pk}."}, status=status.HTTP_404_NOT_FOUND)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(run.trades.all(), request, view=self)
+        return paginator.get_paginated_response(BacktestTradeSerializer(page, many=True).data)

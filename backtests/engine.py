@@ -1,0 +1,1563 @@
+"""The backtest engine for Kalshi binary contracts. Pure Python/numpy/pandas: no ORM import.
+
+What "honest" means here, precisely:
+
+* **Fills at the touch, one quote later.** A strategy's decision at quote *i* may use data up to and
+  including *i*; the order executes at quote *i + 1* (or the first later quote where it can). Buying
+  YES pays the yes ask, selling YES receives the yes bid; NO goes through the no side (no ask =
+  1 − yes bid, no bid = 1 − yes ask). Nothing fills when the needed side of the book is empty
+  (Kalshi's empty book is yes bid 0 / yes ask 1; the Jan-2026 legacy shape used yes ask 0), or at or
+  after the market's close time. Fills can optionally be capped at the displayed size.
+* **Fees per fill**: ``ceil_to_cent(rate × contracts × P × (1 − P))`` with Kalshi's taker rate 0.07
+  (maker 0.0175 — 0.035 on combo series — only where the series charges maker fees and the order
+  rested), scaled by the series' ``fee_multiplier`` (an event override wins).
+* **Settlement**: positions open at close pay ``settlement_value`` per YES contract and
+  1 − ``settlement_value`` per NO contract (scalar outcomes included). Markets that have not settled
+  within the test are marked to the bid (liquidation value) and flagged.
+
+Money is exact. Prices are held as integer millionths of a dollar (the database's 6 decimals),
+contracts as integer hundredths (Kalshi's 0.01 granularity), so cash moves in integer units of
+1e-8 dollars and every P&L figure the user sees is an exact Decimal; numpy only vectorises integer
+arithmetic. Risk metrics (Sharpe, Sortino, Calmar) are floats by nature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .strategies.base import Strategy
+
+MICRO = 1_000_000  # price unit: 1e-6 dollar
+CENTI = 100  # contract unit: 0.01 contract
+LEDGER = Decimal(MICRO * CENTI)  # cash unit: 1e-8 dollar = one centi-contract at one micro-dollar
+CENT_IN_LEDGER = MICRO  # 1 cent = 1e-2 dollar = 1e6 ledger units
+NS_PER_DAY = 86_400 * 1_000_000_000
+DAYS_PER_YEAR = 365  # Kalshi trades every day; daily returns are annualised over 365 days, not 252
+
+TAKER_RATE = Fraction(7, 100)
+MAKER_RATE = Fraction(175, 10_000)  # 0.25 × taker
+COMBO_MAKER_RATE = Fraction(35, 1_000)  # 0.5 × taker, on quadratic_with_combo_maker_fees series
+NO_ROW = np.iinfo(np.int64).max
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+Int8Array = npt.NDArray[np.int8]
+FloatArray = npt.NDArray[np.float64]
+
+# Fill legs, as stored in FillArrays.leg.
+BUY_YES, SELL_YES, BUY_NO, SELL_NO = 1, 2, 3, 4
+LEG_NAMES = {BUY_YES: "buy_yes", SELL_YES: "sell_yes", BUY_NO: "buy_no", SELL_NO: "sell_no"}
+
+
+class BacktestError(ValueError):
+    """Bad input to the engine: the message says what is wrong and how to fix it."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Exact money helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def to_micro(value: Decimal | str | float | int | None, *, empty: int) -> int:
+    """A dollar price as integer millionths; None becomes `empty`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return empty
+    if isinstance(value, float):
+        # Floats only arrive from notebooks; prices live on a grid far coarser than 1e-6.
+        return round(value * MICRO)
+    d = Decimal(value) * MICRO
+    if d != d.to_integral_value():
+        raise BacktestError(f"price {value} has more than 6 decimals")
+    return int(d)
+
+
+def to_centi(value: Decimal | str | float | int | None, *, unknown: int = -1) -> int:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return unknown
+    if isinstance(value, float):
+        return round(value * CENTI)
+    d = Decimal(value) * CENTI
+    if d != d.to_integral_value():
+        raise BacktestError(f"contract count {value} has more than 2 decimals")
+    return int(d)
+
+
+def ledger_to_dollars(units: int | np.integer[Any]) -> Decimal:
+    """Ledger units (1e-8 dollar) as an exact Decimal in dollars."""
+    return Decimal(int(units)) / LEDGER
+
+
+def maker_rate(fee_type: str) -> Fraction:
+    """The maker rate a series charges: only the *_maker_fees fee types charge makers at all."""
+    if fee_type == "quadratic_with_maker_fees":
+        return MAKER_RATE
+    if fee_type == "quadratic_with_combo_maker_fees":
+        return COMBO_MAKER_RATE
+    return Fraction(0)
+
+
+@lru_cache(maxsize=65_536)
+def fee_cents(contracts_centi: int, price_micro: int, rate: Fraction, multiplier: Fraction) -> int:
+    """Kalshi's trading fee for one fill in whole cents, rounded up: exact integer arithmetic."""
+    if contracts_centi <= 0 or rate == 0 or multiplier == 0:
+        return 0
+    # cents = rate × mult × (c/100) × (p/1e6) × (1 − p/1e6) × 100
+    numerator = rate.numerator * multiplier.numerator * contracts_centi * price_micro * (MICRO - price_micro)
+    denominator = rate.denominator * multiplier.denominator * MICRO * MICRO
+    return -(-numerator // denominator)
+
+
+def fee_cents_array(
+    qty: IntArray, price: IntArray, rate: Fraction, mult_num: IntArray, mult_den: IntArray
+) -> IntArray:
+    """`fee_cents` for many fills at once, still exact.
+
+    float64 gives the quotient to ~1e-16; only fills whose quotient lands within 1e-6 of a whole
+    cent (where rounding up could go either way) are recomputed with exact integers.
+    """
+    if len(qty) == 0:
+        return np.zeros(0, dtype=np.int64)
+    q = (
+        float(rate)
+        * (mult_num / mult_den)
+        * qty.astype(np.float64)
+        * price.astype(np.float64)
+        * (MICRO - price).astype(np.float64)
+        / float(MICRO * MICRO)
+    )
+    out = np.ceil(q).astype(np.int64)
+    near = np.abs(q - np.rint(q)) < 1e-6
+    for i in np.flatnonzero(near):
+        out[i] = fee_cents(int(qty[i]), int(price[i]), rate, Fraction(int(mult_num[i]), int(mult_den[i])))
+    return out
+
+
+def trading_fee(
+    contracts: Decimal | int,
+    price: Decimal | str,
+    *,
+    multiplier: Decimal | str = Decimal(1),
+    maker: bool = False,
+    fee_type: str = "quadratic",
+) -> Decimal:
+    """The fee in dollars for one fill of `contracts` at `price`: ceil_to_cent(rate·C·P·(1−P))."""
+    rate = maker_rate(fee_type) if maker else TAKER_RATE
+    cents = fee_cents(
+        to_centi(Decimal(contracts)), to_micro(price, empty=0), rate, Fraction(Decimal(multiplier))
+    )
+    return Decimal(cents) / 100
+
+
+# --------------------------------------------------------------------------------------------------
+# Input: one panel of quote series, one contiguous segment per market
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    """What the engine needs to know about a market besides its quotes."""
+
+    ticker: str
+    settlement_value: Decimal | None = None
+    close_time: datetime | None = None
+    fee_type: str = "quadratic"
+    fee_multiplier: Decimal = Decimal(1)
+    title: str = ""
+
+    @property
+    def close_ns(self) -> int:
+        if self.close_time is None:
+            return NO_ROW
+        if self.close_time.tzinfo is None:
+            raise BacktestError(f"{self.ticker}: close_time must be timezone-aware (UTC)")
+        return int(self.close_time.timestamp() * 1_000_000) * 1_000
+
+
+def _ns(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise BacktestError(f"{value} must be timezone-aware (UTC)")
+    return int(value.timestamp() * 1_000_000) * 1_000
+
+
+@dataclass(eq=False)
+class QuotePanel:
+    """Quote series of one or more markets, concatenated; market m owns rows starts[m]:starts[m+1].
+
+    Prices are integer micro-dollars with empty sides normalised (bid 0 = no bid, ask MICRO = no
+    ask); counts are integer centi-contracts, -1 where unknown. Rows are sorted by time within a
+    market. Strategies read the derived views (mid, masks, time to close) cached on the panel.
+    """
+
+    markets: list[MarketInfo]
+    time: IntArray
+    bid: IntArray
+    ask: IntArray
+    last: IntArray
+    volume: IntArray
+    bid_size: IntArray
+    ask_size: IntArray
+    starts: IntArray
+    end: datetime | None = None
+    # Strategies may memoise expensive intermediates here (rolling stats keyed by window), which
+    # is what makes parameter sweeps cheap.
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.time)
+        for name in ("bid", "ask", "last", "volume", "bid_size", "ask_size"):
+            if len(getattr(self, name)) != n:
+                raise BacktestError(f"column {name} has {len(getattr(self, name))} rows, expected {n}")
+        if len(self.starts) != len(self.markets) + 1 or self.starts[-1] != n:
+            raise BacktestError("starts must have one entry per market plus the row count")
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @property
+    def n_markets(self) -> int:
+        return len(self.markets)
+
+    # ---- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(
+        cls,
+        markets: Sequence[MarketInfo],
+        columns: Mapping[str, npt.ArrayLike],
+        *,
+        end: datetime | None = None,
+    ) -> QuotePanel:
+        """Build from integer columns (`ticker_index`, `time` ns, `yes_bid`/`yes_ask` micro, ...).
+
+        Missing prices must already be encoded: bid < 0 or ask <= 0 or ask >= MICRO count as empty.
+        """
+        idx = np.asarray(columns["ticker_index"], dtype=np.int64)
+        t = np.asarray(columns["time"], dtype=np.int64)
+        order: IntArray | None = None
+        if len(t) > 1:
+            d_idx = idx[1:] - idx[:-1]
+            if not bool(np.all((d_idx > 0) | ((d_idx == 0) & (t[1:] >= t[:-1])))):
+                order = np.lexsort((t, idx)).astype(np.int64)
+                idx, t = idx[order], t[order]
+
+        def col(name: str, default: int) -> IntArray:
+            if name not in columns:
+                return np.full(len(t), default, dtype=np.int64)
+            arr = np.asarray(columns[name], dtype=np.int64)
+            return arr[order] if order is not None else arr
+
+        bid = col("yes_bid", 0)
+        ask = col("yes_ask", MICRO)
+        bid = np.where(bid > 0, bid, 0)
+        ask = np.where((ask > 0) & (ask < MICRO), ask, MICRO)
+        # A duplicate timestamp in one market (two sources saw the same instant) keeps the last row.
+        if len(t) > 1:
+            dup = (idx[1:] == idx[:-1]) & (t[1:] == t[:-1])
+            if dup.any():
+                keep = np.ones(len(t), dtype=bool)
+                keep[:-1][dup] = False
+                idx, t, bid, ask = idx[keep], t[keep], bid[keep], ask[keep]
+                rest = {n: col(n, -1)[keep] for n in ("last_price", "volume", "yes_bid_size", "yes_ask_size")}
+            else:
+                rest = {n: col(n, -1) for n in ("last_price", "volume", "yes_bid_size", "yes_ask_size")}
+        else:
+            rest = {n: col(n, -1) for n in ("last_price", "volume", "yes_bid_size", "yes_ask_size")}
+        counts = np.bincount(idx, minlength=len(markets)) if len(idx) else np.zeros(len(markets), np.int64)
+        starts = np.zeros(len(markets) + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        return cls(
+            markets=list(markets),
+            time=t,
+            bid=bid,
+            ask=ask,
+            last=rest["last_price"],
+            volume=rest["volume"],
+            bid_size=rest["yes_bid_size"],
+            ask_size=rest["yes_ask_size"],
+            starts=starts,
+            end=end,
+        )
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        markets: Sequence[MarketInfo] | Mapping[str, MarketInfo] | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> QuotePanel:
+        """Build from a DataFrame with columns `ticker`, `time`, `yes_bid`, `yes_ask` and optionally
+        `last_price`, `volume`, `yes_bid_size`, `yes_ask_size` (prices in dollars: Decimal, str or
+        float; a missing price is an empty side). Markets not described get no settlement.
+        """
+        missing = {"ticker", "time", "yes_bid", "yes_ask"} - set(frame.columns)
+        if missing:
+            raise BacktestError(
+                f"the quote frame lacks column(s) {', '.join(sorted(missing))}; "
+                "expected ticker, time, yes_bid, yes_ask [, last_price, volume, yes_bid_size, yes_ask_size]"
+            )
+        infos: dict[str, MarketInfo]
+        if markets is None:
+            infos = {}
+        elif isinstance(markets, Mapping):
+            infos = dict(markets)
+        else:
+            infos = {m.ticker: m for m in markets}
+        tickers = list(dict.fromkeys([*infos.keys(), *pd.unique(frame["ticker"]).tolist()]))
+        present = set(frame["ticker"])
+        tickers = [t for t in tickers if t in present]
+        info_list = [infos.get(t, MarketInfo(ticker=t)) for t in tickers]
+        times = pd.to_datetime(frame["time"], utc=True)
+        t_ns = times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        mask = np.ones(len(frame), dtype=bool)
+        if (s := _ns(start)) is not None:
+            mask &= t_ns >= s
+        if (e := _ns(end)) is not None:
+            mask &= t_ns <= e
+        position = {t: i for i, t in enumerate(tickers)}
+        columns: dict[str, npt.ArrayLike] = {
+            "ticker_index": frame["ticker"].map(position).to_numpy(dtype=np.int64)[mask],
+            "time": t_ns[mask],
+            "yes_bid": _micro_column(frame["yes_bid"], empty=0)[mask],
+            "yes_ask": _micro_column(frame["yes_ask"], empty=MICRO)[mask],
+        }
+        if "last_price" in frame:
+            columns["last_price"] = _micro_column(frame["last_price"], empty=-1)[mask]
+        for name in ("volume", "yes_bid_size", "yes_ask_size"):
+            if name in frame:
+                columns[name] = np.array([to_centi(v) for v in frame[name]], dtype=np.int64)[mask]
+        return cls.from_arrays(info_list, columns, end=end)
+
+    # ---- derived views (cached) -------------------------------------------------------------------
+
+    @cached_property
+    def market_index(self) -> IntArray:
+        return np.repeat(np.arange(self.n_markets, dtype=np.int64), np.diff(self.starts))
+
+    @cached_property
+    def row_start(self) -> IntArray:
+        """For each row, the first row of its market."""
+        return self.starts[:-1][self.market_index]
+
+    @cached_property
+    def first_row(self) -> BoolArray:
+        mask = np.zeros(len(self), dtype=bool)
+        nonempty = self.starts[:-1][np.diff(self.starts) > 0]
+        mask[nonempty] = True
+        return mask
+
+    @cached_property
+    def close_ns(self) -> IntArray:
+        return np.array([m.close_ns for m in self.markets], dtype=np.int64)
+
+    @cached_property
+    def row_close_ns(self) -> IntArray:
+        return self.close_ns[self.market_index]
+
+    @cached_property
+    def has_bid(self) -> BoolArray:
+        return self.bid > 0
+
+    @cached_property
+    def has_ask(self) -> BoolArray:
+        return self.ask < MICRO
+
+    @cached_property
+    def two_sided(self) -> BoolArray:
+        return self.has_bid & self.has_ask & (self.bid <= self.ask)
+
+    @cached_property
+    def tradable(self) -> BoolArray:
+        """Rows at which an order may execute: before the market's close and within the period."""
+        ok = self.time < self.row_close_ns
+        if (e := _ns(self.end)) is not None:
+            ok &= self.time <= e
+        return ok
+
+    @cached_property
+    def fee_fractions(self) -> tuple[IntArray, IntArray]:
+        """Each market's fee multiplier as an exact fraction (numerators, denominators)."""
+        fracs = [Fraction(m.fee_multiplier) for m in self.markets]
+        return (
+            np.array([f.numerator for f in fracs], dtype=np.int64),
+            np.array([f.denominator for f in fracs], dtype=np.int64),
+        )
+
+    @cached_property
+    def next_ask_row(self) -> IntArray:
+        """First tradable row at or after each row with a yes ask (buy YES / sell NO)."""
+        return next_true(self.tradable & self.has_ask)
+
+    @cached_property
+    def next_bid_row(self) -> IntArray:
+        """First tradable row at or after each row with a yes bid (sell YES / buy NO)."""
+        return next_true(self.tradable & self.has_bid)
+
+    @cached_property
+    def yes_mark(self) -> IntArray:
+        """What a YES contract would fetch: the yes bid, carried over quotes without one."""
+        return ffill_valid(self.bid, self.has_bid, self.row_start, fill=0)
+
+    @cached_property
+    def no_mark(self) -> IntArray:
+        """What a NO contract would fetch: 1 − yes ask, carried over quotes without an ask."""
+        return MICRO - ffill_valid(self.ask, self.has_ask, self.row_start, fill=MICRO)
+
+    @cached_property
+    def mid2(self) -> IntArray:
+        """Twice the mid in micro-dollars (an exact integer), carried forward over one-sided quotes.
+
+        Rows before a market's first two-sided quote hold -1.
+        """
+        raw = np.where(self.two_sided, self.bid + self.ask, -1)
+        return ffill_valid(raw, self.two_sided, self.row_start, fill=-1)
+
+    @cached_property
+    def mid(self) -> FloatArray:
+        """The mid in dollars (NaN before the first two-sided quote)."""
+        m = self.mid2.astype(np.float64) / (2 * MICRO)
+        m[self.mid2 < 0] = np.nan
+        return m
+
+    @cached_property
+    def seconds_to_close(self) -> FloatArray:
+        out = (self.row_close_ns - self.time).astype(np.float64) / 1e9
+        out[self.row_close_ns == NO_ROW] = np.inf
+        return out
+
+    @cached_property
+    def time_order(self) -> IntArray:
+        """Row indices in global time order (identity when already sorted): the portfolio clock."""
+        if len(self.time) < 2 or bool(np.all(self.time[1:] >= self.time[:-1])):
+            return np.arange(len(self.time), dtype=np.int64)
+        return np.argsort(self.time, kind="stable").astype(np.int64)
+
+    @cached_property
+    def sorted_time(self) -> IntArray:
+        return self.time[self.time_order]
+
+    # ---- slicing ------------------------------------------------------------------------------------
+
+    def rows_between(self, start_ns: int | None, end_ns: int | None) -> BoolArray:
+        mask = np.ones(len(self), dtype=bool)
+        if start_ns is not None:
+            mask &= self.time >= start_ns
+        if end_ns is not None:
+            mask &= self.time < end_ns
+        return mask
+
+    def take(self, mask: BoolArray, *, end: datetime | None) -> QuotePanel:
+        """The rows in `mask` as a new panel (markets left with no rows are kept, empty)."""
+        idx = self.market_index[mask]
+        counts = np.bincount(idx, minlength=self.n_markets)
+        starts = np.zeros(self.n_markets + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        return QuotePanel(
+            markets=self.markets,
+            time=self.time[mask],
+            bid=self.bid[mask],
+            ask=self.ask[mask],
+            last=self.last[mask],
+            volume=self.volume[mask],
+            bid_size=self.bid_size[mask],
+            ask_size=self.ask_size[mask],
+            starts=starts,
+            end=end,
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """The quotes as a DataFrame with Decimal-free float columns, for charts and notebooks."""
+        return pd.DataFrame(
+            {
+                "ticker": [self.markets[i].ticker for i in self.market_index],
+                "time": pd.to_datetime(self.time, utc=True),
+                "yes_bid": np.where(self.has_bid, self.bid / MICRO, np.nan),
+                "yes_ask": np.where(self.has_ask, self.ask / MICRO, np.nan),
+                "last_price": np.where(self.last >= 0, self.last / MICRO, np.nan),
+            }
+        )
+
+
+def _micro_column(series: pd.Series[Any], *, empty: int) -> IntArray:
+    if pd.api.types.is_float_dtype(series.dtype):
+        values = series.to_numpy(dtype=np.float64)
+        out = np.rint(values * MICRO)
+        out[np.isnan(values)] = empty
+        result: IntArray = out.astype(np.int64)
+        return result
+    return np.array([to_micro(v, empty=empty) for v in series], dtype=np.int64)
+
+
+def ffill_valid(values: IntArray, valid: BoolArray, row_start: IntArray, *, fill: int) -> IntArray:
+    """Carry the last valid value forward within each market; `fill` before the first valid one."""
+    n = len(values)
+    idx = np.where(valid, np.arange(n, dtype=np.int64), -1)
+    np.maximum.accumulate(idx, out=idx)
+    return np.where(idx >= row_start, values[np.maximum(idx, 0)], fill)
+
+
+def ffill_first(valid: BoolArray, panel: QuotePanel) -> IntArray:
+    """For each row, the first row of its market where `valid` held (-1 if none yet)."""
+    n = len(valid)
+    idx = np.where(valid, np.arange(n, dtype=np.int64), NO_ROW)
+    first = np.full(panel.n_markets, NO_ROW, dtype=np.int64)
+    nonempty = np.diff(panel.starts) > 0
+    if n:
+        first[nonempty] = np.minimum.reduceat(idx, panel.starts[:-1][nonempty])
+    out = first[panel.market_index]
+    return np.where((out != NO_ROW) & (out <= np.arange(n)), out, -1)
+
+
+def next_true(mask: BoolArray) -> IntArray:
+    """For each row, the first row at or after it where `mask` holds (NO_ROW if none)."""
+    n = len(mask)
+    idx = np.where(mask, np.arange(n, dtype=np.int64), NO_ROW)
+    return np.minimum.accumulate(idx[::-1])[::-1]
+
+
+def hysteresis(
+    enter_long: BoolArray,
+    enter_short: BoolArray,
+    exit_long: BoolArray,
+    exit_short: BoolArray,
+    first_row: BoolArray,
+) -> Int8Array:
+    """Target side per row (+1 YES, -1 NO, 0 flat) from entry/exit conditions, vectorised.
+
+    The sequential rule it reproduces exactly, row by row, with `prev` the previous row's target
+    (0 at each market's first row):
+
+        if prev == +1 and exit_long: prev = 0
+        if prev == -1 and exit_short: prev = 0
+        if prev == 0: prev = +1 if enter_long else -1 if enter_short else 0
+
+    where an entry always counts as an exit of the opposite side (exit_short |= enter_long,
+    exit_long |= enter_short). That makes every row either *set* the target or *clamp* it towards
+    0, so a running maximum of row indices replaces the loop.
+    """
+    n = len(first_row)
+    xl = exit_long | enter_short | first_row
+    xs = exit_short | enter_long | first_row
+    set_rows = enter_long | enter_short | (xl & xs)
+    # 32-bit row indices halve the memory traffic of the running maxima (n < 2**31 always here).
+    ar = np.arange(n, dtype=np.int32)
+    none = np.int32(-1)
+    last_set = np.maximum.accumulate(np.where(set_rows, ar, none))
+    last_xl = np.maximum.accumulate(np.where(xl & ~set_rows, ar, none))
+    last_xs = np.maximum.accumulate(np.where(xs & ~set_rows, ar, none))
+    at = np.maximum(last_set, 0)
+    value = np.where(enter_long[at], 1, np.where(enter_short[at], -1, 0)).astype(np.int8)
+    value[last_set < 0] = 0
+    value[(value == 1) & (last_xl > last_set)] = 0
+    value[(value == -1) & (last_xs > last_set)] = 0
+    return value
+
+
+def first_signal_side(side: Int8Array, panel: QuotePanel) -> Int8Array:
+    """Hold the side of each market's first non-zero signal from that row to the end of the market."""
+    n = len(panel)
+    ar = np.arange(n, dtype=np.int64)
+    first_idx = np.full(panel.n_markets, NO_ROW, dtype=np.int64)
+    nz = side != 0
+    if nz.any():
+        rows = ar[nz]
+        mk = panel.market_index[nz]
+        # rows are sorted, so the first occurrence of each market is its first signal
+        uniq, pos = np.unique(mk, return_index=True)
+        first_idx[uniq] = rows[pos]
+    f = first_idx[panel.market_index]
+    out = np.zeros(n, dtype=np.int8)
+    held = ar >= f
+    out[held] = side[np.minimum(f[held], n - 1)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration and results
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """How orders are sized and capital is counted."""
+
+    contracts: Decimal = Decimal(10)
+    capital: Decimal = Decimal(1000)
+    cap_to_displayed_size: bool = False
+
+    def __post_init__(self) -> None:
+        if self.contracts <= 0 or self.contracts != self.contracts.quantize(Decimal("0.01")):
+            raise BacktestError("contracts must be positive with at most 2 decimals (Kalshi's 0.01 step)")
+        if self.capital <= 0:
+            raise BacktestError("capital must be positive")
+
+
+@dataclass
+class FillArrays:
+    row: IntArray
+    market: IntArray
+    leg: IntArray
+    qty: IntArray  # centi-contracts
+    price: IntArray  # micro-dollars, in the leg's own side (NO legs at NO prices)
+    fee: IntArray  # cents
+    maker: BoolArray
+    position_after: IntArray  # signed centi-contracts (+YES / -NO)
+    cash: IntArray  # ledger units, signed
+
+    @classmethod
+    def empty(cls) -> FillArrays:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, z, z, z, np.zeros(0, dtype=bool), z, z)
+
+
+@dataclass
+class TripArrays:
+    """Round trips: a position from flat to flat (or to settlement / the final mark)."""
+
+    market: IntArray
+    side: IntArray  # +1 YES, -1 NO
+    qty: IntArray  # centi-contracts (largest size held)
+    entry_row: IntArray
+    exit_row: IntArray  # -1 when closed by settlement or the final mark
+    entry_ns: IntArray
+    exit_ns: IntArray
+    entry_cost: IntArray  # ledger units paid for the contracts (no fees)
+    exit_value: IntArray  # ledger units received (sale, settlement or mark)
+    fees: IntArray  # cents, entry and exit
+    exit_reason: list[str]
+
+    @property
+    def pnl(self) -> IntArray:
+        return self.exit_value - self.entry_cost - self.fees * CENT_IN_LEDGER
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    """One round trip with exact Decimal money, as the trades table and the database store it."""
+
+    ticker: str
+    side: str
+    contracts: Decimal
+    entry_time: datetime
+    entry_price: Decimal
+    exit_time: datetime
+    exit_price: Decimal
+    exit_reason: str
+    fees: Decimal
+    pnl: Decimal
+
+
+@dataclass
+class BacktestResult:
+    """Everything one run produced. DataFrames are built on demand with exact Decimal money columns."""
+
+    strategy: str
+    params: dict[str, Any]
+    config: BacktestConfig
+    panel: QuotePanel
+    target: Int8Array
+    fills: FillArrays
+    trips: TripArrays
+    final_pnl: IntArray  # per market, ledger units
+    settled: BoolArray  # per market: settled within the test (else marked to the bid)
+    curve_ns: IntArray
+    curve_pnl: IntArray  # portfolio P&L, ledger units, at curve_ns
+    metrics: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    # ---- DataFrames ---------------------------------------------------------------------------------
+
+    def trade_records(self) -> list[TradeRecord]:
+        t = self.trips
+        return [
+            TradeRecord(
+                ticker=self.panel.markets[int(m)].ticker,
+                side="yes" if side > 0 else "no",
+                contracts=Decimal(int(q)) / CENTI,
+                entry_time=utc_from_ns(int(en)),
+                entry_price=_vwap(cost, q),
+                exit_time=utc_from_ns(int(ex)),
+                exit_price=_vwap(value, q),
+                exit_reason=reason,
+                fees=Decimal(int(fee)) / 100,
+                pnl=ledger_to_dollars(pnl),
+            )
+            for m, side, q, en, ex, cost, value, reason, fee, pnl in zip(
+                t.market,
+                t.side,
+                t.qty,
+                t.entry_ns,
+                t.exit_ns,
+                t.entry_cost,
+                t.exit_value,
+                t.exit_reason,
+                t.fees,
+                t.pnl,
+                strict=True,
+            )
+        ]
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        """Round trips with exact Decimal prices, fees and P&L."""
+        columns = [f.name for f in dataclasses.fields(TradeRecord)]
+        frame = pd.DataFrame([dataclasses.astuple(r) for r in self.trade_records()], columns=columns)
+        for name in ("entry_time", "exit_time"):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+        return frame
+
+    @property
+    def fills_frame(self) -> pd.DataFrame:
+        f = self.fills
+        return pd.DataFrame(
+            {
+                "ticker": [self.panel.markets[m].ticker for m in f.market],
+                "time": pd.to_datetime(self.panel.time[f.row], utc=True),
+                "action": [LEG_NAMES[int(x)] for x in f.leg],
+                "contracts": [Decimal(int(q)) / CENTI for q in f.qty],
+                "price": [Decimal(int(p)) / MICRO for p in f.price],
+                "fee": [Decimal(int(c)) / 100 for c in f.fee],
+                "maker": f.maker,
+                "position_after": [Decimal(int(p)) / CENTI for p in f.position_after],
+            }
+        )
+
+    @property
+    def equity(self) -> pd.DataFrame:
+        """Portfolio equity (capital + P&L) at every quote of the test, exact Decimal dollars."""
+        capital = self.config.capital
+        return pd.DataFrame(
+            {
+                "time": pd.to_datetime(self.curve_ns, utc=True),
+                "pnl": [ledger_to_dollars(v) for v in self.curve_pnl],
+                "equity": [capital + ledger_to_dollars(v) for v in self.curve_pnl],
+            }
+        )
+
+    @property
+    def positions(self) -> pd.DataFrame:
+        """Per market: final P&L and how it ended (settled or marked to the bid)."""
+        return pd.DataFrame(
+            {
+                "ticker": [m.ticker for m in self.panel.markets],
+                "rows": np.diff(self.panel.starts),
+                "settled": self.settled,
+                "settlement_value": [m.settlement_value for m in self.panel.markets],
+                "pnl": [ledger_to_dollars(v) for v in self.final_pnl],
+            }
+        )
+
+    @property
+    def net_pnl(self) -> Decimal:
+        return ledger_to_dollars(int(self.final_pnl.sum()))
+
+    @property
+    def fees_paid(self) -> Decimal:
+        return Decimal(int(self.fills.fee.sum())) / 100
+
+    def downsampled_equity(self, max_points: int = 1500) -> list[tuple[int, Decimal]]:
+        """The equity curve thinned for charts: each bucket keeps its lowest and last points."""
+        n = len(self.curve_ns)
+        capital = self.config.capital
+        if n <= max_points:
+            keep = np.arange(n)
+        else:
+            buckets = np.linspace(0, n, max_points // 2 + 1).astype(np.int64)
+            lows = [
+                b + int(np.argmin(self.curve_pnl[b:e]))
+                for b, e in zip(buckets[:-1], buckets[1:], strict=True)
+                if e > b
+            ]
+            keep = np.unique(np.concatenate([np.array(lows, dtype=np.int64), buckets[1:] - 1, [0]]))
+        return [(int(self.curve_ns[i]), capital + ledger_to_dollars(self.curve_pnl[i])) for i in keep]
+
+
+def _vwap(ledger_amount: int | np.integer[Any], qty_centi: int | np.integer[Any]) -> Decimal:
+    if int(qty_centi) == 0:
+        return Decimal(0)
+    return (Decimal(int(ledger_amount)) / Decimal(int(qty_centi)) / MICRO).quantize(Decimal("0.000001"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------------
+
+
+def simulate_fills(
+    panel: QuotePanel,
+    target: Int8Array,
+    config: BacktestConfig,
+) -> FillArrays:
+    """Turn a target side per row into fills at the next quote(s), honouring the book.
+
+    The loop runs once per *change* of target, not once per quote: the first row at which the
+    needed side of the book is present is found by a precomputed "next row where ..." array.
+    """
+    n = len(panel)
+    if n == 0:
+        return FillArrays.empty()
+    size = to_centi(config.contracts)
+    nxt_ask = panel.next_ask_row
+    nxt_bid = panel.next_bid_row
+    prev = np.empty(n, dtype=np.int8)
+    prev[0] = 0
+    prev[1:] = target[:-1]
+    prev[panel.first_row] = 0
+    changes = np.flatnonzero(target != prev)
+    mi = panel.market_index
+    seg_last = panel.starts[1:] - 1  # last row of each market
+    # An order from the target set at row k may execute at rows k+1 .. window_end (inclusive):
+    # up to the next change in the same market, or the market's last row.
+    if len(changes):
+        nxt_change = np.append(changes[1:], NO_ROW)
+        same = np.append(mi[changes[1:]] == mi[changes[:-1]], False)
+        window_end = np.where(same, nxt_change, seg_last[mi[changes]])
+    else:
+        window_end = np.zeros(0, dtype=np.int64)
+
+    if not config.cap_to_displayed_size:
+        return _fills_uncapped(panel, target, changes, window_end, size)
+    bid, ask = panel.bid, panel.ask
+    bid_size, ask_size = panel.bid_size, panel.ask_size
+    cap = config.cap_to_displayed_size
+    rates = [
+        (TAKER_RATE, maker_rate(m.fee_type), Fraction(m.fee_multiplier), m.fee_type) for m in panel.markets
+    ]
+    rows: list[int] = []
+    legs: list[int] = []
+    qtys: list[int] = []
+    prices: list[int] = []
+    fees: list[int] = []
+    makers: list[bool] = []
+    after: list[int] = []
+    cash: list[int] = []
+
+    position = 0
+    current_market = -1
+    changes_l = changes.tolist()
+    window_l = window_end.tolist()
+    targets_l = target[changes].tolist()
+    mi_l = mi[changes].tolist()
+    for k, hi, tgt, m in zip(changes_l, window_l, targets_l, mi_l, strict=True):
+        if m != current_market:
+            position = 0
+            current_market = m
+        goal = tgt * size
+        j = k + 1
+        taker, _maker, mult, _fee_type = rates[m]
+        used_row, used = -1, 0
+        while position != goal and j <= hi:
+            up = goal > position
+            j = int(nxt_ask[j] if up else nxt_bid[j])
+            if j > hi:
+                break
+            avail = NO_ROW
+            if cap:
+                shown = int(ask_size[j] if up else bid_size[j])
+                if shown >= 0:
+                    # A flip's two legs at one quote share the size displayed there.
+                    avail = shown - (used if used_row == j else 0)
+                if avail <= 0:
+                    j += 1
+                    continue
+            yes_price = int(ask[j] if up else bid[j])
+            # Close the opposite side first, then open towards the goal; each leg is one fill.
+            if up and position < 0:
+                q = min(-position, goal - position, avail)
+                leg, price, new_pos, sign = SELL_NO, MICRO - yes_price, position + q, 1
+            elif up:
+                q = min(goal - position, avail)
+                leg, price, new_pos, sign = BUY_YES, yes_price, position + q, -1
+            elif position > 0:
+                q = min(position, position - goal, avail)
+                leg, price, new_pos, sign = SELL_YES, yes_price, position - q, 1
+            else:
+                q = min(position - goal, avail)
+                leg, price, new_pos, sign = BUY_NO, MICRO - yes_price, position - q, -1
+            fee = fee_cents(q, price, taker, mult)
+            rows.append(j)
+            legs.append(leg)
+            qtys.append(q)
+            prices.append(price)
+            fees.append(fee)
+            makers.append(False)
+            after.append(new_pos)
+            cash.append(sign * q * price - fee * CENT_IN_LEDGER)
+            position = new_pos
+            used = (used if used_row == j else 0) + q
+            used_row = j
+            # Without a cap, a flip's second leg fills at the same quote on the next pass; with
+            # one, the loop moves on once the displayed size is used up.
+    return FillArrays(
+        row=np.array(rows, dtype=np.int64),
+        market=mi[np.array(rows, dtype=np.int64)] if rows else np.zeros(0, dtype=np.int64),
+        leg=np.array(legs, dtype=np.int64),
+        qty=np.array(qtys, dtype=np.int64),
+        price=np.array(prices, dtype=np.int64),
+        fee=np.array(fees, dtype=np.int64),
+        maker=np.array(makers, dtype=bool),
+        position_after=np.array(after, dtype=np.int64),
+        cash=np.array(cash, dtype=np.int64),
+    )
+
+
+def _fills_uncapped(
+    panel: QuotePanel, target: Int8Array, changes: IntArray, window_end: IntArray, size: int
+) -> FillArrays:
+    """Without a size cap every fill is complete, so only the fill row of each change of target
+    needs a (tiny, scalar) loop; the legs, prices and fees are then computed as arrays."""
+    n = len(panel)
+    if len(changes) == 0:
+        return FillArrays.empty()
+    first_try = np.minimum(changes + 1, n - 1)
+    mk_c = panel.market_index[changes]
+    goal = target[changes].astype(np.int64)
+    # Optimistically, every earlier order of the market filled, so the position before a change is
+    # the previous change's target (flat at the market's first change).
+    same_market = np.concatenate([[False], mk_c[1:] == mk_c[:-1]])
+    prev_goal = np.where(same_market, np.concatenate([[0], goal[:-1]]), 0)
+    up = goal > prev_goal
+    j = np.where(up, panel.next_ask_row[first_try], panel.next_bid_row[first_try])
+    ok = (changes + 1 <= window_end) & (j <= window_end)
+    # A blocked order only matters if the same market changes target again afterwards.
+    next_same = np.concatenate([same_market[1:], [False]])
+    troubled = np.unique(mk_c[~ok & next_same])
+    row_l: list[IntArray] = []
+    src_l: list[IntArray] = []
+    dst_l: list[IntArray] = []
+    clean = ~np.isin(mk_c, troubled) if len(troubled) else np.ones(len(changes), dtype=bool)
+    sel = clean & ok
+    row_l.append(j[sel])
+    src_l.append(prev_goal[sel])
+    dst_l.append(goal[sel])
+    if len(troubled):
+        # The exact, sequential rule for the few markets where a blocked order changes what follows.
+        idx = np.flatnonzero(~clean)
+        na = panel.next_ask_row[first_try[idx]].tolist()
+        nb = panel.next_bid_row[first_try[idx]].tolist()
+        we = window_end[idx].tolist()
+        tg = goal[idx].tolist()
+        mk = mk_c[idx].tolist()
+        ks = changes[idx].tolist()
+        rows: list[int] = []
+        froms: list[int] = []
+        tos: list[int] = []
+        position = 0
+        current = -1
+        for i in range(len(ks)):
+            if mk[i] != current:
+                current = mk[i]
+                position = 0
+            g = tg[i]
+            if g == position or ks[i] + 1 > we[i]:
+                continue
+            jj = na[i] if g > position else nb[i]
+            if jj <= we[i]:
+                rows.append(jj)
+                froms.append(position)
+                tos.append(g)
+                position = g
+        row_l.append(np.array(rows, dtype=np.int64))
+        src_l.append(np.array(froms, dtype=np.int64))
+        dst_l.append(np.array(tos, dtype=np.int64))
+    row = np.concatenate(row_l)
+    if len(row) == 0:
+        return FillArrays.empty()
+    order = np.argsort(row, kind="stable")
+    row = row[order]
+    src = np.concatenate(src_l)[order]
+    dst = np.concatenate(dst_l)[order]
+
+    # Each position change is a closing leg (if something was held) then an opening leg (if the
+    # goal is not flat); both at the same quote, closing first.
+    close = src != 0
+    opening = dst != 0
+    legs_close = np.where(src > 0, SELL_YES, SELL_NO)
+    legs_open = np.where(dst > 0, BUY_YES, BUY_NO)
+    n_legs = close.astype(np.int64) + opening.astype(np.int64)
+    leg_row = np.repeat(row, n_legs)
+    first_of = np.cumsum(n_legs) - n_legs
+    leg = np.empty(len(leg_row), dtype=np.int64)
+    after = np.empty(len(leg_row), dtype=np.int64)
+    ci = first_of[close]
+    leg[ci] = legs_close[close]
+    after[ci] = 0
+    oi = first_of[opening] + close[opening].astype(np.int64)
+    leg[oi] = legs_open[opening]
+    after[oi] = dst[opening] * size
+    yes_bid = panel.bid[leg_row]
+    yes_ask = panel.ask[leg_row]
+    price = np.select(
+        [leg == BUY_YES, leg == SELL_YES, leg == BUY_NO], [yes_ask, yes_bid, MICRO - yes_bid], MICRO - yes_ask
+    )
+    qty = np.full(len(leg_row), size, dtype=np.int64)
+    market = panel.market_index[leg_row]
+    mult_num, mult_den = panel.fee_fractions
+    fee = fee_cents_array(qty, price, TAKER_RATE, mult_num[market], mult_den[market])
+    sign = np.where((leg == BUY_YES) | (leg == BUY_NO), -1, 1)
+    cash = sign * qty * price - fee * CENT_IN_LEDGER
+    return FillArrays(
+        row=leg_row,
+        market=market,
+        leg=leg,
+        qty=qty,
+        price=price,
+        fee=fee,
+        maker=np.zeros(len(leg_row), dtype=bool),
+        position_after=after,
+        cash=cash,
+    )
+
+
+def _settled_mask(panel: QuotePanel) -> BoolArray:
+    end_ns = _ns(panel.end)
+    out = np.zeros(panel.n_markets, dtype=bool)
+    for i, m in enumerate(panel.markets):
+        if m.settlement_value is None or m.close_time is None:
+            continue
+        # An outcome is only usable if the market closed within the test period; otherwise
+        # knowing it would be lookahead.
+        out[i] = end_ns is None or m.close_ns <= end_ns
+    return out
+
+
+def mark_to_market(panel: QuotePanel, fills: FillArrays) -> tuple[IntArray, IntArray, BoolArray, IntArray]:
+    """Per-row P&L of each market, per-market final P&L, settled flags, and settlement rows.
+
+    Positions are valued at the bid of their side (YES at the yes bid, NO at 1 − yes ask),
+    carried forward over quotes where that side is empty; at settlement at the settlement value.
+    """
+    n = len(panel)
+    nonempty = np.diff(panel.starts) > 0
+    # An event table: every market's first row (flat, no cash) and the state after the last fill
+    # at each fill row; each row then reads the latest event at or before it. Fills never happen
+    # at a market's first row, so the two kinds of rows never collide.
+    first_rows = panel.starts[:-1][nonempty]
+    if len(fills.row):
+        last_of_row = np.append(fills.row[1:] != fills.row[:-1], True)
+        f_idx = np.flatnonzero(last_of_row)
+        cum = np.cumsum(fills.cash)
+        first_fill = np.searchsorted(fills.market, np.arange(panel.n_markets), side="left")
+        earlier = np.concatenate([[0], cum])[first_fill]
+        f_rows = fills.row[f_idx]
+        f_pos = fills.position_after[f_idx]
+        f_cash = cum[f_idx] - earlier[fills.market[f_idx]]
+    else:
+        f_rows = f_pos = f_cash = np.zeros(0, dtype=np.int64)
+    ev_rows = np.concatenate([first_rows, f_rows])
+    order = np.argsort(ev_rows, kind="stable")
+    ev_rows = ev_rows[order]
+    ev_pos = np.concatenate([np.zeros(len(first_rows), dtype=np.int64), f_pos])[order]
+    ev_cash = np.concatenate([np.zeros(len(first_rows), dtype=np.int64), f_cash])[order]
+    mark = np.zeros(n, dtype=np.int64)
+    mark[ev_rows] = np.arange(len(ev_rows), dtype=np.int64)
+    np.maximum.accumulate(mark, out=mark)
+    pos = ev_pos[mark] if n else np.zeros(0, dtype=np.int64)
+    cash = ev_cash[mark] if n else np.zeros(0, dtype=np.int64)
+    pnl = cash + np.where(pos > 0, pos * panel.yes_mark, -pos * panel.no_mark)
+
+    settled = _settled_mask(panel)
+    final = np.zeros(panel.n_markets, dtype=np.int64)
+    last_rows = panel.starts[1:] - 1
+    ne = np.flatnonzero(nonempty)
+    final[ne] = pnl[last_rows[ne]]
+    for m in np.flatnonzero(settled & nonempty):
+        info = panel.markets[m]
+        assert info.settlement_value is not None
+        sv = to_micro(info.settlement_value, empty=0)
+        close = info.close_ns
+        lo, hi = int(panel.starts[m]), int(panel.starts[m + 1])
+        # The position at close: the last row before close (fills never happen at or after it).
+        before = lo + int(np.searchsorted(panel.time[lo:hi], close, side="left")) - 1
+        if before < lo:
+            final[m] = 0
+            continue
+        p = int(pos[before])
+        settle_value = p * sv if p > 0 else -p * (MICRO - sv) if p < 0 else 0
+        final[m] = int(cash[before]) + settle_value
+        pnl[before + 1 : hi] = final[m]
+    return pnl, final, settled, pos
+
+
+def _portfolio_curve(
+    panel: QuotePanel, pnl: IntArray, final: IntArray, settled: BoolArray
+) -> tuple[IntArray, IntArray]:
+    """Portfolio P&L over time: every per-market P&L change, summed in global time order.
+
+    Only rows where some market's P&L changes are sorted (plus the first and last quote and the
+    settlements), which is what keeps this cheap when the strategy is mostly flat.
+    """
+    n = len(panel)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    delta = np.empty(n, dtype=np.int64)
+    delta[0] = pnl[0]
+    np.subtract(pnl[1:], pnl[:-1], out=delta[1:])
+    first = panel.first_row
+    delta[first] = pnl[first]
+    nz = np.flatnonzero(delta)
+    ev_t = [panel.time[nz], np.array([panel.time.min(), panel.time.max()], dtype=np.int64)]
+    ev_d = [delta[nz], np.zeros(2, dtype=np.int64)]
+    last_rows = panel.starts[1:] - 1
+    jumps_m = np.flatnonzero(settled & (np.diff(panel.starts) > 0))
+    if len(jumps_m):
+        jump = final[jumps_m] - pnl[last_rows[jumps_m]]
+        keep = jump != 0
+        ev_t.append(panel.close_ns[jumps_m][keep])
+        ev_d.append(jump[keep])
+    t = np.concatenate(ev_t)
+    d = np.concatenate(ev_d)
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    curve = np.cumsum(d[order])
+    # Quotes of several markets at one instant are one point of the portfolio curve, not a path
+    # through intermediate states that never existed (which would invent drawdowns).
+    keep_last = np.append(t[1:] != t[:-1], True)
+    return t[keep_last], curve[keep_last]
+
+
+def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) -> TripArrays:
+    """Round trips when every fill is complete: each opening leg is closed by the market's next leg,
+    or by settlement / the final mark if there is none."""
+    leg, mk = fills.leg, fills.market
+    n_legs = len(leg)
+    oi = np.flatnonzero((leg == BUY_YES) | (leg == BUY_NO))
+    nxt = np.minimum(oi + 1, max(n_legs - 1, 0))
+    has_exit = (oi + 1 < n_legs) & (mk[nxt] == mk[oi])
+    m = mk[oi]
+    side = np.where(leg[oi] == BUY_YES, 1, -1)
+    qty = fills.qty[oi]
+    sv = np.array(
+        [
+            to_micro(x.settlement_value, empty=0) if x.settlement_value is not None else 0
+            for x in panel.markets
+        ],
+        dtype=np.int64,
+    )
+    last_rows = np.maximum(panel.starts[1:] - 1, 0)
+    is_settled = settled[m]
+    end_price = np.where(
+        is_settled,
+        np.where(side > 0, sv[m], MICRO - sv[m]),
+        np.where(side > 0, panel.yes_mark[last_rows[m]], panel.no_mark[last_rows[m]]),
+    )
+    exit_value = np.where(has_exit, qty * fills.price[nxt], qty * end_price)
+    fees = fills.fee[oi] + np.where(has_exit, fills.fee[nxt], 0)
+    exit_ns = np.where(
+        has_exit,
+        panel.time[fills.row[nxt]],
+        np.where(is_settled, panel.close_ns[m], panel.time[last_rows[m]]),
+    )
+    reason = np.where(has_exit, "signal", np.where(is_settled, "settlement", "marked_to_bid"))
+    return TripArrays(
+        market=m,
+        side=side,
+        qty=qty,
+        entry_row=fills.row[oi],
+        exit_row=np.where(has_exit, fills.row[nxt], -1),
+        entry_ns=panel.time[fills.row[oi]],
+        exit_ns=exit_ns,
+        entry_cost=qty * fills.price[oi],
+        exit_value=exit_value,
+        fees=fees,
+        exit_reason=reason.tolist(),
+    )
+
+
+def build_trips(panel: QuotePanel, fills: FillArrays, final_pos: IntArray, settled: BoolArray) -> TripArrays:
+    """Group fills into round trips; positions still open end at settlement or at the final mark."""
+    t = panel.time
+    out: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "market",
+            "side",
+            "qty",
+            "entry_row",
+            "exit_row",
+            "entry_ns",
+            "exit_ns",
+            "entry_cost",
+            "exit_value",
+            "fees",
+            "exit_reason",
+        )
+    }
+    open_trip: dict[str, Any] | None = None
+    current = -1
+
+    def close(reason: str, exit_row: int, exit_ns: int) -> None:
+        nonlocal open_trip
+        assert open_trip is not None
+        for key in ("market", "side", "qty", "entry_row", "entry_ns", "entry_cost", "exit_value", "fees"):
+            out[key].append(open_trip[key])
+        out["exit_row"].append(exit_row)
+        out["exit_ns"].append(exit_ns)
+        out["exit_reason"].append(reason)
+        open_trip = None
+
+    def finish_market(m: int) -> None:
+        nonlocal open_trip
+        if open_trip is None:
+            return
+        held = open_trip["held"]
+        info = panel.markets[m]
+        if settled[m]:
+            assert info.settlement_value is not None
+            sv = to_micro(info.settlement_value, empty=0)
+            price = sv if open_trip["side"] > 0 else MICRO - sv
+            open_trip["exit_value"] += held * price
+            close("settlement", -1, info.close_ns)
+        else:
+            last = int(panel.starts[m + 1]) - 1
+            yes_mark = ffill_last(panel.bid[int(panel.starts[m]) : last + 1], 0)
+            no_ask = ffill_last(panel.ask[int(panel.starts[m]) : last + 1], MICRO, empty=MICRO)
+            price = yes_mark if open_trip["side"] > 0 else MICRO - no_ask
+            open_trip["exit_value"] += held * price
+            close("marked_to_bid", -1, int(t[last]))
+
+    rows = fills.row.tolist()
+    for i, (row, m, leg, q, price, fee, pos_after) in enumerate(
+        zip(
+            rows,
+            fills.market.tolist(),
+            fills.leg.tolist(),
+            fills.qty.tolist(),
+            fills.price.tolist(),
+            fills.fee.tolist(),
+            fills.position_after.tolist(),
+            strict=True,
+        )
+    ):
+        del i
+        if m != current:
+            if current >= 0:
+                finish_market(current)
+            for skipped in range(current + 1, m):
+                del skipped  # markets without fills have no trips
+            current = m
+        opening = leg in (BUY_YES, BUY_NO)
+        if opening:
+            if open_trip is None:
+                open_trip = {
+                    "market": m,
+                    "side": 1 if leg == BUY_YES else -1,
+                    "qty": 0,
+                    "held": 0,
+                    "entry_row": row,
+                    "entry_ns": int(t[row]),
+                    "entry_cost": 0,
+                    "exit_value": 0,
+                    "fees": 0,
+                }
+            open_trip["held"] += q
+            open_trip["qty"] = max(open_trip["qty"], open_trip["held"])
+            open_trip["entry_cost"] += q * price
+            open_trip["fees"] += fee
+        else:
+            assert open_trip is not None, "a closing fill without an open position"
+            open_trip["held"] -= q
+            open_trip["exit_value"] += q * price
+            open_trip["fees"] += fee
+            if pos_after == 0:
+                close("signal", row, int(t[row]))
+    if current >= 0:
+        finish_market(current)
+    del final_pos
+    return TripArrays(
+        market=np.array(out["market"], dtype=np.int64),
+        side=np.array(out["side"], dtype=np.int64),
+        qty=np.array(out["qty"], dtype=np.int64),
+        entry_row=np.array(out["entry_row"], dtype=np.int64),
+        exit_row=np.array(out["exit_row"], dtype=np.int64),
+        entry_ns=np.array(out["entry_ns"], dtype=np.int64),
+        exit_ns=np.array(out["exit_ns"], dtype=np.int64),
+        entry_cost=np.array(out["entry_cost"], dtype=np.int64),
+        exit_value=np.array(out["exit_value"], dtype=np.int64),
+        fees=np.array(out["fees"], dtype=np.int64),
+        exit_reason=out["exit_reason"],
+    )
+
+
+def ffill_last(values: IntArray, fill: int, *, empty: int = 0) -> int:
+    """The last value in `values` that is not `empty` (`fill` if there is none)."""
+    valid = np.flatnonzero(values != empty)
+    return int(values[valid[-1]]) if len(valid) else fill
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def compute_metrics(
+    panel: QuotePanel,
+    config: BacktestConfig,
+    fills: FillArrays,
+    trips: TripArrays,
+    curve_ns: IntArray,
+    curve_pnl: IntArray,
+    final: IntArray,
+    settled: BoolArray,
+) -> dict[str, Any]:
+    """Headline metrics. Money as exact decimal strings; ratios as floats (None when undefined)."""
+    capital_units = int(config.capital * LEDGER)
+    net = int(final.sum())
+    fees_cents = int(fills.fee.sum())
+    metrics: dict[str, Any] = {
+        "net_pnl": str(ledger_to_dollars(net).quantize(Decimal("0.01"))),
+        "net_pnl_exact": str(ledger_to_dollars(net)),
+        "fees_paid": str(Decimal(fees_cents) / 100),
+        "gross_pnl": str(ledger_to_dollars(net + fees_cents * CENT_IN_LEDGER)),
+        "capital": str(config.capital),
+        "return_on_capital": net / capital_units,
+        "trades": len(trips.market),
+        "fills": len(fills.row),
+        "markets": panel.n_markets,
+        "markets_traded": len(np.unique(trips.market)),
+        "markets_settled": int(settled.sum()),
+        "markets_marked_to_bid": int(((~settled) & np.isin(np.arange(panel.n_markets), trips.market)).sum()),
+        "quotes": len(panel),
+        "annualisation": (
+            f"Sharpe and Sortino from daily equity (UTC days), annualised over {DAYS_PER_YEAR} days"
+        ),
+    }
+    # Daily equity: the value at the end of each UTC calendar day, gaps carried forward.
+    daily = daily_equity(curve_ns, curve_pnl, capital_units)
+    metrics["days"] = len(daily) - 1
+    if len(daily) >= 3:
+        returns = np.diff(daily) / daily[:-1]
+        mean = float(returns.mean())
+        std = float(returns.std(ddof=1))
+        downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
+        metrics["sharpe"] = mean / std * math.sqrt(DAYS_PER_YEAR) if std > 0 else None
+        metrics["sortino"] = mean / downside * math.sqrt(DAYS_PER_YEAR) if downside > 0 else None
+    else:
+        metrics["sharpe"] = None
+        metrics["sortino"] = None
+    # Drawdown on the full-resolution curve, not just the daily closes.
+    equity = capital_units + np.concatenate([[0], curve_pnl]) if len(curve_pnl) else np.array([capital_units])
+    times = np.concatenate([[curve_ns[0] if len(curve_ns) else 0], curve_ns])
+    peak = np.maximum.accumulate(equity)
+    dd = (peak - equity) / peak
+    worst = int(np.argmax(dd)) if len(dd) else 0
+    metrics["max_drawdown"] = float(dd[worst]) if len(dd) else 0.0
+    metrics["max_drawdown_dollars"] = str(
+        ledger_to_dollars(int((peak - equity).max())).quantize(Decimal("0.01"))
+    )
+    metrics["max_drawdown_duration_seconds"] = _longest_underwater(times, equity, peak)
+    span_days = (int(times[-1]) - int(times[0])) / NS_PER_DAY if len(times) > 1 else 0.0
+    final_equity = capital_units + net
+    if span_days > 0 and final_equity > 0:
+        annual = (final_equity / capital_units) ** (DAYS_PER_YEAR / max(span_days, 1.0)) - 1
+    else:
+        annual = None
+    metrics["annualised_return"] = annual
+    metrics["calmar"] = (
+        annual / metrics["max_drawdown"] if annual is not None and metrics["max_drawdown"] > 0 else None
+    )
+    pnl = trips.pnl
+    wins = pnl[pnl > 0]
+    losses = pnl[pnl < 0]
+    metrics["win_rate"] = len(wins) / len(pnl) if len(pnl) else None
+    metrics["profit_factor"] = float(wins.sum()) / float(-losses.sum()) if len(losses) else None
+    hold = (trips.exit_ns - trips.entry_ns) / 1e9
+    metrics["average_hold_seconds"] = float(hold.mean()) if len(hold) else None
+    metrics["exposure"] = _exposure(trips, times)
+    metrics["brier_score"] = _brier(panel, trips, settled)
+    return metrics
+
+
+def daily_equity(curve_ns: IntArray, curve_pnl: IntArray, capital_units: int) -> FloatArray:
+    """Equity at the start of the first day, then at the end of each UTC day through the last."""
+    if len(curve_ns) == 0:
+        return np.array([float(capital_units)])
+    days = curve_ns // NS_PER_DAY
+    all_days = np.arange(days[0], days[-1] + 1)
+    idx = np.searchsorted(days, all_days, side="right") - 1
+    closes = capital_units + curve_pnl[idx]
+    return np.concatenate([[float(capital_units)], closes.astype(np.float64)])
+
+
+def _longest_underwater(times: IntArray, equity: IntArray, peak: IntArray) -> float:
+    """Longest time from a peak until equity first regains it (or the end of the test)."""
+    if len(times) < 2:
+        return 0.0
+    at_peak = equity >= peak
+    peak_idx = np.maximum.accumulate(np.where(at_peak, np.arange(len(times)), 0))
+    underwater = ~at_peak
+    if not underwater.any():
+        return 0.0
+    # duration of each underwater row = its time − time of the last peak; the longest spell's end
+    # is either a recovery row or the end of the curve.
+    spans = np.where(underwater, times - times[peak_idx], 0)
+    longest = int(spans.max())
+    # a spell ending in recovery lasts until the recovering row
+    recover = at_peak[1:] & underwater[:-1]
+    if recover.any():
+        r = np.flatnonzero(recover) + 1
+        longest = max(longest, int((times[r] - times[peak_idx[r - 1]]).max()))
+    return longest / 1e9
+
+
+def _exposure(trips: TripArrays, times: IntArray) -> float | None:
+    """Share of the test's time with at least one open position."""
+    if len(times) < 2 or times[-1] <= times[0]:
+        return None
+    if len(trips.market) == 0:
+        return 0.0
+    start = np.maximum(trips.entry_ns, times[0])
+    end = np.minimum(np.maximum(trips.exit_ns, start), times[-1])
+    order = np.argsort(start, kind="stable")
+    start, end = start[order], end[order]
+    # Union of intervals: each adds the part of it beyond everything that started before it.
+    reach = np.maximum.accumulate(end)
+    prev_reach = np.concatenate([[start[0]], reach[:-1]])
+    covered = int(np.maximum(end - np.maximum(start, prev_reach), 0).sum())
+    return covered / (int(times[-1]) - int(times[0]))
+
+
+def _brier(panel: QuotePanel, trips: TripArrays, settled: BoolArray) -> float | None:
+    """Brier score of entry prices (as probabilities of the side bought) against settled outcomes."""
+    sel = settled[trips.market] & (trips.qty > 0)
+    if not sel.any():
+        return None
+    sv = np.array(
+        [
+            to_micro(m.settlement_value, empty=0) if m.settlement_value is not None else 0
+            for m in panel.markets
+        ],
+        dtype=np.int64,
+    )
+    outcome = sv[trips.market[sel]] / MICRO
+    outcome = np.where(trips.side[sel] > 0, outcome, 1 - outcome)
+    # The entry cost excludes fees, so this is the average price paid per contract.
+    prob = trips.entry_cost[sel] / trips.qty[sel] / MICRO
+    return float(np.mean((prob - outcome) ** 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------------
+
+
+def run_backtest(
+    panel: QuotePanel,
+    strategy: Strategy | str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    config: BacktestConfig | None = None,
+    progress: Callable[[float], None] | None = None,
+    target: Int8Array | None = None,
+) -> BacktestResult:
+    """Run one strategy with one parameter set over a panel."""
+    from .strategies import get_strategy
+
+    strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    values = strat.validate(dict(params or {}))
+    config = config or BacktestConfig()
+    warnings: list[str] = []
+    flat = sorted({m.fee_type for m in panel.markets if m.fee_type == "flat"})
+    if flat:
+        warnings.append("Series with Kalshi's flat fee table are charged the quadratic taker fee instead.")
+    if target is None:
+        target = strat.target(panel, values)
+    if len(target) != len(panel):
+        raise BacktestError(f"strategy {strat.name} returned {len(target)} targets for {len(panel)} quotes")
+    if progress:
+        progress(0.3)
+    fills = simulate_fills(panel, target, config)
+    if progress:
+        progress(0.6)
+    pnl, final, settled, pos = mark_to_market(panel, fills)
+    curve_ns, curve_pnl = _portfolio_curve(panel, pnl, final, settled)
+    last_rows = panel.starts[1:] - 1
+    final_pos = np.where(np.diff(panel.starts) > 0, pos[np.maximum(last_rows, 0)], 0) if len(panel) else pos
+    if config.cap_to_displayed_size:
+        trips = build_trips(panel, fills, final_pos, settled)
+    else:
+        trips = _trips_complete(panel, fills, settled)
+    if progress:
+        progress(0.8)
+    metrics = compute_metrics(panel, config, fills, trips, curve_ns, curve_pnl, final, settled)
+    unsettled_open = [
+        panel.markets[m].ticker
+        for m, r in zip(trips.market, trips.exit_reason, strict=True)
+        if r == "marked_to_bid"
+    ]
+    if unsettled_open:
+        shown = ", ".join(sorted(set(unsettled_open))[:5])
+        more = len(set(unsettled_open)) - 5
+        warnings.append(
+            f"{len(set(unsettled_open))} market(s) had not settled within the test; their positions are "
+            f"marked to the bid: {shown}{f' and {more} more' if more > 0 else ''}."
+        )
+    if progress:
+        progress(1.0)
+    return BacktestResult(
+        strategy=strat.name,
+        params=values,
+        config=config,
+        panel=panel,
+        target=target,
+        fills=fills,
+        trips=trips,
+        final_pnl=final,
+        settled=settled,
+        curve_ns=curve_ns,
+        curve_pnl=curve_pnl,
+        metrics=metrics,
+        warnings=warnings,
+    )
+
+
+def backtest_frame(
+    frame: pd.DataFrame,
+    strategy: Strategy | str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    markets: Sequence[MarketInfo] | Mapping[str, MarketInfo] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    contracts: Decimal | int | str = 10,
+    capital: Decimal | int | str = 1000,
+    cap_to_displayed_size: bool = False,
+) -> BacktestResult:
+    """Notebook entry point: one call on a quote DataFrame; the result exposes DataFrames.
+
+    >>> result = backtest_frame(df, "mean_reversion", {"window": 30}, markets=[MarketInfo(...)])
+    >>> result.trades, result.equity, result.metrics
+    """
+    panel = QuotePanel.from_frame(frame, markets, start=start, end=end)
+    config = BacktestConfig(
+        contracts=Decimal(str(contracts)),
+        capital=Decimal(str(capital)),
+        cap_to_displayed_size=cap_to_displayed_size,
+    )
+    return run_backtest(panel, strategy, params, config=config)
+
+
+def utc_from_ns(ns: int) -> datetime:
+    """A UTC datetime from epoch nanoseconds, to the microsecond (integer arithmetic, no float)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1_000)
+
+
+def iter_markets(panel: QuotePanel) -> Iterable[tuple[int, MarketInfo, slice]]:
+    for i, m in enumerate(panel.markets):
+        yield i, m, slice(int(panel.starts[i]), int(panel.starts[i + 1]))

@@ -1,0 +1,226 @@
+"""Real Kalshi recordings ingested through the project's own client and ingest functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from markets import ingest
+from markets.models import Event, Market, Series, SnapshotSource
+
+SETTLED = "2026-08_markets_settled.json"
+WS_STREAM = "2026-08_ws_orderbook_stream.json"
+CANDLES = "2026-08_candlesticks_1m_mlb.json"
+SERIES_FEES = "2026-08_series_fee_fields.json"
+
+
+def _handler(kalshi_fixture):
+    settled = kalshi_fixture(SETTLED)["markets"]
+    fees = kalshi_fixture(SERIES_FEES)["payloads"]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/markets"):
+            return httpx.Response(200, json={"markets": settled, "cursor": ""})
+        ticker = path.rsplit("/", 1)[-1]
+        if "/series/" in path and ticker in fees:
+            return httpx.Response(200, json=fees[ticker])
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "not found"}})
+
+    return handle
+
+
+def book_snapshots(stream, market_ids):
+    """Top of book after every orderbook frame of the recorded WebSocket stream, as snapshot rows."""
+    books: dict[str, dict[str, dict[Decimal, Decimal]]] = {}
+    rows: list[ingest.SnapshotRow] = []
+    for item in stream["frames"]:
+        frame = item["frame"]
+        msg = frame.get("msg") or {}
+        ticker = msg.get("market_ticker")
+        if not isinstance(ticker, str) or ticker not in market_ids:
+            continue
+        if frame["type"] == "orderbook_snapshot":
+            books[ticker] = {
+                side: {Decimal(p): Decimal(c) for p, c in msg.get(f"{side}_dollars_fp") or []}
+                for side in ("yes", "no")
+            }
+        elif frame["type"] == "orderbook_delta" and ticker in books:
+            side = books[ticker][msg["side"]]
+            price = Decimal(msg["price_dollars"])
+            side[price] = side.get(price, Decimal(0)) + Decimal(msg["delta_fp"])
+            if side[price] <= 0:
+                del side[price]
+        else:
+            continue
+        yes, no = books[ticker]["yes"], books[ticker]["no"]
+        best_yes = max(yes) if yes else None
+        best_no = max(no) if no else None
+        # A YES ask is a NO bid seen from the other side: ask = 1 − best NO bid.
+        quote = (
+            best_yes if best_yes is not None else Decimal(0),
+            1 - best_no if best_no is not None else Decimal(1),
+            best_no if best_no is not None else Decimal(0),
+            1 - best_yes if best_yes is not None else Decimal(1),
+            None,
+            yes[best_yes] if best_yes is not None else Decimal(0),
+            no[best_no] if best_no is not None else Decimal(0),
+            None,
+            None,
+            None,
+        )
+        rows.append(
+            ingest.SnapshotRow(
+                market_id=market_ids[ticker],
+                captured_at=datetime.fromtimestamp(item["received_ms"] / 1000, tz=UTC),
+                source=SnapshotSource.WEBSOCKET,
+                quote=quote,
+            )
+        )
+    # Several frames can arrive within one millisecond: the book after the last one is the quote.
+    return list({(r.market_id, r.captured_at): r for r in rows}.values())
+
+
+@pytest.fixture
+def recorded(kalshi_client, kalshi_fixture):
+    """The settled August 2026 markets (with outcomes and series fee fields) plus real quotes:
+
+    * for four of the settled games, the top of book from the recorded WebSocket orderbook stream;
+    * for three other (unsettled here) games, the recorded 1-minute bid/ask candles as backfill rows.
+    """
+    client = kalshi_client(_handler(kalshi_fixture))
+    page = client.get_markets_page(status="settled")
+    markets = page.full_markets()
+    ids = ingest.record_markets([(m, page.raw[m.ticker]) for m in markets], captured_at=page.received_at)
+    for series_ticker in ("KXMLBGAME", "KXWNBAGAME"):
+        series = ingest.apply_series(client.get_series(series_ticker))
+        # The recordings hold no event objects for these games; link events to their series
+        # the way sync_reference_data would after reading /events.
+        Event.objects.filter(ticker__startswith=f"{series_ticker}-").update(series=series)
+
+    stream = kalshi_fixture(WS_STREAM)
+    written = ingest.write_snapshots(book_snapshots(stream, ids))
+
+    candles = kalshi_fixture(CANDLES)["markets"]
+    series = Series.objects.get(ticker="KXMLBGAME")
+    rows = []
+    candle_ids = {}
+    for ticker, body in candles.items():
+        event, _ = Event.objects.get_or_create(ticker=ticker.rsplit("-", 1)[0], defaults={"series": series})
+        market = Market.objects.create(ticker=ticker, event=event, status="active")
+        candle_ids[ticker] = market.pk
+        for c in body["candlesticks"]:
+            bid = Decimal(c["yes_bid"]["close_dollars"])
+            ask = Decimal(c["yes_ask"]["close_dollars"])
+            last = c["price"].get("close_dollars")
+            rows.append(
+                ingest.SnapshotRow(
+                    market_id=market.pk,
+                    captured_at=datetime.fromtimestamp(c["end_period_ts"], tz=UTC),
+                    source=SnapshotSource.BACKFILL,
+                    quote=(
+                        bid,
+                        ask,
+                        1 - ask,
+                        1 - bid,
+                        Decimal(last) if last else None,
+                        None,
+                        None,
+                        Decimal(c["volume_fp"]),
+                        None,
+                        Decimal(c["open_interest_fp"]),
+                    ),
+                )
+            )
+    written += ingest.write_snapshots(rows)
+    return {"markets": ids, "candle_markets": candle_ids, "snapshots": written}
+
+
+@pytest.fixture
+def start_celery_worker():
+    """Start a real Celery worker (a subprocess) on the test broker and the test database.
+
+    Call it inside a `transaction=True` test so the worker, another process, sees committed rows.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    procs: list[subprocess.Popen[bytes]] = []
+    # Leftover messages from an earlier, interrupted run must not reach this test's worker; tasks
+    # this test sends before starting the worker must.
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("default")
+
+    def start() -> subprocess.Popen[bytes]:
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DATABASE_URL": (
+                f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+            ),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "REDIS_URL": settings.CELERY_BROKER_URL,
+            "DJANGO_SETTINGS_MODULE": "kalshi_insights.settings",
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "kalshi_insights",
+                "worker",
+                "-Q",
+                "default",
+                "-P",
+                "solo",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ],
+            cwd=Path(settings.BASE_DIR),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"the Celery worker exited at start: {proc.stdout.read().decode() if proc.stdout else ''}"
+            )
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, *, timeout=60.0, interval=0.2, what="condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
