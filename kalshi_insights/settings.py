@@ -8,6 +8,7 @@ CELERY_BROKER_URL and runs `manage.py check --deploy`. A `.env` file in the proj
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -185,10 +186,8 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 # collectstatic target is missing.
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
-try:
+with contextlib.suppress(OSError):  # a read-only image has collected them at build time
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-except OSError:
-    pass
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

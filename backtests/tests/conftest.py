@@ -94,7 +94,7 @@ def recorded(kalshi_client, kalshi_fixture):
     client = kalshi_client(_handler(kalshi_fixture))
     page = client.get_markets_page(status="settled")
     markets = page.full_markets()
-    ids = ingest.record_markets([(m, page.raw[m.ticker]) for m in markets], captured_at=page.received_at)
+    ids = ingest.record_markets([(m, page.raw[m.ticker]) for m in markets])
     for series_ticker in ("KXMLBGAME", "KXWNBAGAME"):
         series = ingest.apply_series(client.get_series(series_ticker))
         # The recordings hold no event objects for these games; link events to their series

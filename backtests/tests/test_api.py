@@ -62,7 +62,10 @@ def test_it_404s_and_400s_with_messages(api):
     assert api.get("/api/v1/backtests/12345/").status_code == 404
     assert api.get("/api/v1/backtests/12345/trades/").status_code == 404
     bad = api.get("/api/v1/backtests/?status=lost")
-    assert bad.status_code == 400 and "must be one of" in bad.json()["status"]
+    body = bad.json()
+    assert bad.status_code == 400
+    assert "must be one of" in str(body["errors"]["status"])
+    assert body["detail"].startswith("Invalid request: status:")
 
 
 def test_it_requires_authentication_to_create(api, recorded):
