@@ -423,12 +423,14 @@ def write_snapshots(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool = Fal
 def _copy_snapshots(rows: Sequence[SnapshotRow], *, with_raw: bool, ignore_conflicts: bool) -> int:
     table = MarketSnapshot._meta.db_table
     columns = ", ".join((*SNAPSHOT_COLUMNS, "raw") if with_raw else SNAPSHOT_COLUMNS)
-    with connection.cursor() as cursor:
+    # The staging table empties at commit, so COPY and INSERT must share one transaction.
+    with transaction.atomic(), connection.cursor() as cursor:
         target = table
         if ignore_conflicts:
+            # Only the copied columns: a LIKE copy would carry `id` as NOT NULL without its identity.
             cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS _ki_snapshot_in (LIKE {table} INCLUDING DEFAULTS) "
-                "ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS _ki_snapshot_in ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join((*SNAPSHOT_COLUMNS, 'raw'))} FROM {table} WITH NO DATA"
             )
             # ON COMMIT DELETE ROWS only empties it at commit; a caller may batch in one transaction.
             cursor.execute("TRUNCATE _ki_snapshot_in")
