@@ -142,7 +142,9 @@ class HistoryExchange:
             return httpx.Response(200, json={"market": market}) if market else _not_found()
         return _not_found()
 
-    def _listing(self, markets: dict[str, dict[str, Any]], params: httpx.QueryParams, *, live: bool):
+    def _listing(
+        self, markets: dict[str, dict[str, Any]], params: httpx.QueryParams, *, live: bool
+    ) -> httpx.Response:
         if live and params.get("status") and params["status"] not in STATUS_FILTER:
             return httpx.Response(
                 400,
@@ -262,7 +264,7 @@ def market_like(template: dict[str, Any], **changes: Any) -> dict[str, Any]:
     Used only where Kalshi's recordings hold candles but no market object for a ticker: the object
     keeps the recorded shape, only the named fields differ.
     """
-    market = json.loads(json.dumps(template))
+    market: dict[str, Any] = json.loads(json.dumps(template))
     for key, value in changes.items():
         if value is None:
             market.pop(key, None)

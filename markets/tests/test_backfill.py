@@ -349,10 +349,14 @@ def test_it_resumes_after_an_interruption_and_adds_exactly_the_missing_rows(
     # Small requests so one market's 16 minutes take several: the run breaks in the middle of it.
     monkeypatch.setattr(backfill, "MAX_BATCH_CANDLES", 5)
     exchange.live[CIN].update(open_time="2026-08-07T21:29:00Z", close_time="2026-08-07T21:46:00Z")
-    calls = []
-    exchange.fail(
-        lambda r: r.url.path.endswith("/markets/candlesticks") and len(calls.append(r) or calls) == 3
-    )
+    calls: list[httpx.Request] = []
+
+    def third_batch(request: httpx.Request) -> bool:
+        if request.url.path.endswith("/markets/candlesticks"):
+            calls.append(request)
+        return len(calls) == 3 and calls[-1] is request
+
+    exchange.fail(third_batch)
     client = kalshi_client(exchange, max_retries=0)
 
     with pytest.raises(KalshiError):
@@ -541,15 +545,15 @@ def test_it_stores_the_trade_tape_from_both_sides_of_the_cutoff_once(kalshi_clie
 @pytest.fixture
 def offline_kalshi(exchange, monkeypatch):
     """`KalshiClient.from_settings()` (what the command and task build) talking to the exchange."""
-    original = KalshiClient.from_settings.__func__
+    original = KalshiClient.from_settings
 
-    def from_settings(cls, **overrides):
+    def from_settings(**overrides):
         overrides.setdefault("transport", httpx.MockTransport(exchange))
         overrides.setdefault("base_url", "https://kalshi.test/trade-api/v2")
         overrides.setdefault("sleep", lambda s: None)
-        return original(cls, **overrides)
+        return original(**overrides)
 
-    monkeypatch.setattr(KalshiClient, "from_settings", classmethod(from_settings))
+    monkeypatch.setattr(KalshiClient, "from_settings", from_settings)
     return exchange
 
 
