@@ -83,6 +83,9 @@ TICKERS_PER_LISTING = 100
 SINGLE_REQUEST_CANDLES = 5_000
 # A candle is stored only once its period ended this long before the run started.
 SETTLE_MARGIN = timedelta(minutes=2)
+# Within this window before the run, progress only advances to the last candle Kalshi returned:
+# a period it has not published yet is asked for again next time instead of being skipped for good.
+RECENT = timedelta(days=1)
 ONE = Decimal(1)
 
 
@@ -417,12 +420,14 @@ def plan_targets(
 
 
 def _candles_between(lo: int, hi: int, step: int) -> int:
-    return max(0, (hi - lo) // step + 1)
+    # One more than the aligned count: Kalshi's days end at midnight ET, so a DST change makes
+    # one day 23 hours long and a window can hold an extra candle.
+    return max(0, (hi - lo) // step + 2)
 
 
 def split_chunks(target: _Target, lo: int, hi: int, step: int) -> list[_Chunk]:
     cap = SINGLE_REQUEST_CANDLES if target.archived else MAX_BATCH_CANDLES
-    width = cap * step
+    width = max(1, cap - 1) * step
     return [_Chunk(target, start, min(hi, start + width - 1)) for start in range(lo, hi + 1, width)]
 
 
@@ -463,11 +468,14 @@ def group_live(chunks: Sequence[_Chunk], step: int) -> list[list[_Chunk]]:
 class _Fetcher:
     """Issues candle requests for groups of chunks and hands back each chunk's candles."""
 
-    def __init__(self, client: KalshiClient, period: int, stats: BackfillStats, bar: ProgressBar) -> None:
+    def __init__(
+        self, client: KalshiClient, period: int, stats: BackfillStats, bar: ProgressBar, *, now: datetime
+    ) -> None:
         self.client = client
         self.period = period
         self.stats = stats
         self.bar = bar
+        self.now = now
         self._series: dict[str, str] = {}
 
     def requests(self, chunks: Sequence[_Chunk]) -> list[list[_Chunk]]:
@@ -491,6 +499,12 @@ class _Fetcher:
                 end_ts=max(c.hi for c in group),
                 period_interval=self.period,
             )
+            if sum(len(m.candles) + len(m.skipped) for m in by_ticker.values()) >= MAX_BATCH_CANDLES:
+                # Requests are sized below the cap, so this means Kalshi changed it.
+                self.stats.note(
+                    f"A candle response for {', '.join(by_ticker)} reached Kalshi's cap of "
+                    f"{MAX_BATCH_CANDLES} candles and may be cut short; please report this."
+                )
             return [(c, by_ticker[c.target.ticker]) for c in group]
         except KalshiError as exc:
             if exc.status_code is None or exc.status_code == 429 or exc.status_code >= 500:
@@ -553,7 +567,7 @@ def resolve_prefixes(fetcher: _Fetcher, targets: Sequence[_Target]) -> None:
         for t in needing:
             t.fetch_from, t.volume = t.open_ts or t.fetch_from, Decimal(0)
         return
-    daily = _Fetcher(fetcher.client, DAY, fetcher.stats, fetcher.bar)
+    daily = _Fetcher(fetcher.client, DAY, fetcher.stats, fetcher.bar, now=fetcher.now)
     sums: dict[int, Decimal | None] = {id(t): Decimal(0) for t in needing}
     last_end: dict[int, int] = {}
     for group in daily.requests(_prefix_chunks(needing)):
@@ -661,11 +675,18 @@ def fetch_and_store(
         for chunk, result in results:
             if not chunk.target.failed:
                 rows.extend(_rows_for(chunk, result, fetcher.stats))
+        recent = _unix(fetcher.now - RECENT)
         with transaction.atomic():
             written = write_snapshots(rows, ignore_conflicts=True)
-            for chunk, _ in results:
-                if not chunk.target.failed:
-                    _save_progress(chunk.target, chunk.hi, fetcher.period)
+            for chunk, result in results:
+                if chunk.target.failed:
+                    continue
+                through: int | None = chunk.hi
+                if chunk.hi > recent:
+                    ends = [c.end_ts for c in result.candles if chunk.lo <= c.end_ts <= chunk.hi]
+                    through = max(ends, default=None)
+                if through is not None:
+                    _save_progress(chunk.target, through, fetcher.period)
         fetcher.stats.snapshots_offered += len(rows)
         fetcher.stats.snapshots_written += written
         if on_batch is not None:
@@ -743,17 +764,32 @@ def run_backfill(
                     listed, ids, since=since, until=until, period=period, now=now, stats=stats
                 )
                 stats.targets = len(targets)
-                if progress_bar is not None and targets:
-                    bar = progress_bar(_prefix_requests(targets, period), f"{_PERIOD_NAMES[period]} candles")
-                fetcher = _Fetcher(client, period, stats, bar)
+                what = f"{_PERIOD_NAMES[period]} candles"
+                prefix_requests = _prefix_requests(targets, period)
+                if progress_bar is not None and prefix_requests:
+                    bar = progress_bar(prefix_requests, what)
+                fetcher = _Fetcher(client, period, stats, bar, now=now)
                 resolve_prefixes(fetcher, targets)
                 # Only now is each market's first request known (the volume prefix may move it).
-                bar.total = (bar.total or 0) + len(fetcher.requests(_main_chunks(targets, period)))
-                bar.refresh()
+                main_requests = len(fetcher.requests(_main_chunks(targets, period)))
+                if progress_bar is not None and main_requests:
+                    if prefix_requests:
+                        bar.total = prefix_requests + main_requests
+                        bar.refresh()
+                    else:
+                        bar = fetcher.bar = progress_bar(main_requests, what)
                 fetch_and_store(fetcher, targets, on_batch=held.extend)
             if trades:
                 _backfill_trades(
-                    client, listed, ids, since=since, until=until, now=now, cutoff=cutoff, stats=stats
+                    client,
+                    listed,
+                    ids,
+                    since=since,
+                    until=until,
+                    now=now,
+                    cutoff=cutoff,
+                    stats=stats,
+                    on_page=held.extend,
                 )
                 held.extend()
         except BaseException as exc:
@@ -812,17 +848,24 @@ def _backfill_trades(
     now: datetime,
     cutoff: HistoricalCutoff,
     stats: BackfillStats,
+    on_page: Callable[[], None],
 ) -> None:
     for item in listed:
         km = item.market
         start = since or km.open_time
-        end = min(until or now, now)
+        end = min(until or now, now - SETTLE_MARGIN)
         if km.close_time is not None:
             end = min(end, km.close_time)
         if start is None or start > end:
             continue
         result = backfill_trades(
-            client=client, market_id=ids[km.ticker], ticker=km.ticker, since=start, until=end, cutoff=cutoff
+            client=client,
+            market_id=ids[km.ticker],
+            ticker=km.ticker,
+            since=start,
+            until=end,
+            cutoff=cutoff,
+            on_page=on_page,
         )
         stats.trades_written += result.written
         for message in result.messages:
@@ -845,7 +888,11 @@ def _finish(
     except Exception:
         # The database itself may be what failed; the original error matters more than this one.
         logger.exception("Could not record the end of backfill run %s", run.pk)
-    logger.info("Backfill: %s (%d requests).", run.summary, requests)
+    if run.outcome == PollOutcome.FAILED:
+        reason = stats.messages[-1] if stats.messages else "unknown error"
+        logger.warning("Backfill stopped after %d requests: %s", requests, reason)
+    else:
+        logger.info("Backfill: %s (%d requests).", run.summary, requests)
 
 
 def summarize(stats: BackfillStats, *, period: int, candles: bool, trades: bool) -> str:

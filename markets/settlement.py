@@ -26,7 +26,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import locks
@@ -160,7 +160,8 @@ def reread_candidates(*, now: datetime, exclude: set[str], limit: int) -> list[t
         )
         .filter(Q(settlement_check__isnull=True) | Q(settlement_check__checked_at__lt=recheck_before))
         .exclude(settlement_check__missing_since__lt=now - GIVE_UP_AFTER)
-        .order_by("settlement_check__checked_at", "close_time")
+        # Never-checked markets first (PostgreSQL sorts NULL last by default).
+        .order_by(F("settlement_check__checked_at").asc(nulls_first=True), "close_time")
         .values_list("pk", "ticker")
     )
     candidates: list[tuple[int, str]] = []
@@ -185,19 +186,26 @@ def reread_markets(*, client: KalshiClient, candidates: Sequence[tuple[int, str]
         if missing:
             for page in client.iter_historical_markets_pages(tickers=missing, limit=1000):
                 found |= _apply_page(page, stats)
-        with transaction.atomic():
-            for ticker in batch:
-                check, _ = SettlementCheck.objects.get_or_create(
-                    market_id=ids[ticker], defaults={"checked_at": now}
-                )
-                check.checked_at = now
-                if ticker in found:
-                    check.missing_since = None
-                else:
-                    stats.missing += 1
-                    check.missing_since = check.missing_since or now
-                    logger.info("%s is listed neither by /markets nor by /historical/markets.", ticker)
-                check.save()
+        missing_since = dict(
+            SettlementCheck.objects.filter(market_id__in=[ids[t] for t in batch]).values_list(
+                "market_id", "missing_since"
+            )
+        )
+        checks = []
+        for ticker in batch:
+            market_id = ids[ticker]
+            gone_since = None
+            if ticker not in found:
+                stats.missing += 1
+                gone_since = missing_since.get(market_id) or now
+                logger.info("%s is listed neither by /markets nor by /historical/markets.", ticker)
+            checks.append(SettlementCheck(market_id=market_id, checked_at=now, missing_since=gone_since))
+        SettlementCheck.objects.bulk_create(
+            checks,
+            update_conflicts=True,
+            unique_fields=["market"],
+            update_fields=["checked_at", "missing_since"],
+        )
 
 
 def sweep_settlements(

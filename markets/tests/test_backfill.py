@@ -640,3 +640,47 @@ def test_a_real_celery_worker_runs_the_backfill_task(offline_kalshi):
     run = HistoryRun.objects.get(kind=HistoryJob.BACKFILL)
     assert (run.outcome, run.trigger) == (PollOutcome.OK, "celery")
     assert MarketSnapshot.objects.filter(source=SnapshotSource.BACKFILL).count() == 6
+
+
+def test_it_asks_again_for_recent_candles_kalshi_had_not_published(kalshi_client, kalshi_fixture, exchange):
+    # The game is live: its last minute ended at 21:45 and the run starts at 21:47:30.
+    exchange.live[TOR].update(status="active", result="", close_time="2026-08-08T02:49:33Z")
+    recorded = kalshi_fixture(MLB)["markets"][TOR]["candlesticks"]
+    exchange.add_candles(TOR, 1, recorded[:-1])  # Kalshi has not published the last minute yet
+    client = kalshi_client(exchange)
+    with time_machine.travel(datetime(2026, 8, 7, 21, 47, 30, tzinfo=UTC), tick=False):
+        first = _run(client, tickers=[TOR], period=1)
+    assert first.snapshots_written == 15
+    assert BackfillProgress.objects.get().covered_until == datetime.fromtimestamp(
+        recorded[-2]["end_period_ts"], UTC
+    )
+
+    exchange.add_candles(TOR, 1, recorded)
+    with time_machine.travel(datetime(2026, 8, 7, 21, 48, 30, tzinfo=UTC), tick=False):
+        second = _run(client, tickers=[TOR], period=1)
+
+    assert second.snapshots_written == 1
+    assert [s.volume for s in _snapshots(TOR)] == _expected_cumulative(kalshi_fixture, TOR)
+
+
+def test_the_admin_queues_a_backfill_of_the_selected_markets(
+    admin_client, kalshi_client, exchange, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from markets import tasks
+
+    _run(kalshi_client(exchange), tickers=[TOR, NYM], candles=False)
+    ids = [str(pk) for pk in Market.objects.order_by("ticker").values_list("pk", flat=True)]
+
+    with (
+        mock.patch.object(tasks.backfill_markets, "delay", autospec=True) as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = admin_client.post(
+            "/admin/markets/market/", {"action": "queue_backfill", "_selected_action": ids}, follow=True
+        )
+
+    assert response.status_code == 200
+    assert "Queued a backfill of 2 market(s)" in response.content.decode()
+    delay.assert_called_once_with(sorted([TOR, NYM]), period=60)

@@ -1,0 +1,66 @@
+"""Shared set-up for benchmarks: a dedicated PostgreSQL database, migrated, and timing helpers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+def setup_django() -> None:
+    """Create the bench database if needed, then django.setup() and migrate."""
+    import dj_database_url
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        raise SystemExit(
+            "Benchmarks need PostgreSQL: set BENCH_DATABASE_URL=postgres://... (./dev bench does)."
+        )
+    cfg = dj_database_url.parse(url)
+    with psycopg.connect(
+        host=cfg["HOST"],
+        port=cfg["PORT"] or 5432,
+        user=cfg["USER"],
+        password=cfg["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
+    import django
+    from django.core.management import call_command
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalshi_insights.settings")
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+@dataclass
+class Timing:
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextmanager
+def timed() -> Iterator[Timing]:
+    """Wall-clock and this process's CPU time of the block."""
+    t = Timing()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    yield t
+    t.wall = time.perf_counter() - wall0
+    t.cpu = time.process_time() - cpu0
+
+
+def best_of(n: int, fn: Callable[[], None]) -> Timing:
+    """The fastest of n runs: the least disturbed by other load on a shared machine."""
+    best = Timing(wall=float("inf"), cpu=float("inf"))
+    for _ in range(n):
+        with timed() as t:
+            fn()
+        if t.wall < best.wall:
+            best = t
+    return best
