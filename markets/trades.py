@@ -117,6 +117,9 @@ def backfill_trades(
     progress = BackfillProgress.objects.filter(market_id=market_id, kind=BackfillKind.TRADES).first()
     if progress is not None and progress.covered_from <= since and progress.covered_until >= until:
         return stats
+    span_start = since
+    if progress is not None and progress.covered_from <= since <= progress.covered_until:
+        since = progress.covered_until  # continue after what a previous run stored completely
 
     boundary = cutoff.trades_created_ts
     # Kalshi's min_ts/max_ts are "after"/"before": widen each by a second so trades exactly on a
@@ -150,7 +153,7 @@ def backfill_trades(
 
     # Only a finished span is recorded: a page cursor cannot be resumed, so an interrupted span
     # is asked for again and the stored trades are skipped by id.
-    start, end = since, until
+    start, end = span_start, until
     if progress is not None and progress.covered_from <= end and progress.covered_until >= start:
         start, end = min(start, progress.covered_from), max(end, progress.covered_until)
     BackfillProgress.objects.update_or_create(

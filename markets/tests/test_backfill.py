@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -535,6 +535,14 @@ def test_it_stores_the_trade_tape_from_both_sides_of_the_cutoff_once(kalshi_clie
     again = _run(client, tickers=[ARCHIVED, nfl["ticker"]], trades=True, candles=False)
     assert again.trades_written == 0 and Trade.objects.count() == 6
     assert not [r for r in exchange.requests if "trades" in r.url.path]
+
+    # A day later only the live market's new trades are asked for, from where the last run ended.
+    covered = BackfillProgress.objects.get(market__ticker=nfl["ticker"], kind=BackfillKind.TRADES)
+    with time_machine.travel(NOW + timedelta(days=1), tick=False):
+        _run(client, tickers=[ARCHIVED, nfl["ticker"]], trades=True, candles=False)
+    [later] = [r for r in exchange.requests if "trades" in r.url.path]
+    assert later.url.params["ticker"] == nfl["ticker"]
+    assert int(later.url.params["min_ts"]) == int(covered.covered_until.timestamp()) - 1
 
 
 # --------------------------------------------------------------------------------------------------

@@ -118,6 +118,10 @@ class Command(BaseCommand):
             ) from exc
         except RuntimeError as exc:  # the lock's backing store (Redis) is down
             raise CommandError(str(exc)) from exc
+        except KeyboardInterrupt:
+            raise CommandError(
+                "Interrupted. Everything stored before that is kept; run the same command again to continue."
+            ) from None
         if run.outcome == PollOutcome.SKIPPED:
             raise CommandError("Another backfill is running; wait for it to finish, then run this again.")
         duration = run.duration.total_seconds() if run.duration else 0.0
