@@ -28,7 +28,9 @@ How a candle becomes a snapshot:
 * `volume_24h`, bid/ask sizes: NULL; candles do not carry them.
 
 Only complete candles are stored (ending at least `SETTLE_MARGIN` before the run started), so no
-stored row can later turn out to have been a partial period.
+stored row can later turn out to have been a partial period; and for the last day before the run,
+progress only advances to the last candle Kalshi actually returned, so a period it had not
+published yet is asked for again by the next run rather than skipped.
 
 Idempotent and resumable: inserts skip (market, time, source) rows already stored, and every batch
 commits its rows together with each market's `BackfillProgress` (the span now completely stored and
