@@ -51,7 +51,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import locks
-from .ingest import SnapshotRow, record_markets, write_snapshots
+from .ingest import SnapshotRow, write_snapshots
 from .kalshi import (
     MARKET_STATUS_FILTERS,
     MAX_BATCH_CANDLE_TICKERS,
@@ -72,7 +72,7 @@ from .models import (
     PollOutcome,
     SnapshotSource,
 )
-from .settlement import normalise_settlement
+from .settlement import normalise_settlement, store_market_objects
 from .trades import backfill_trades
 
 logger = logging.getLogger(__name__)
@@ -340,11 +340,10 @@ def select_markets(
 def store_markets(listed: Sequence[Listed]) -> dict[str, int]:
     """Upsert the listed markets (metadata, state, result and settlement value); ticker → id."""
     ids: dict[str, int] = {}
-    now = timezone.now()
     for start in range(0, len(listed), 500):
         batch = listed[start : start + 500]
         with transaction.atomic():
-            ids.update(record_markets([(item.market, item.raw) for item in batch], captured_at=now))
+            ids.update(store_market_objects([(item.market, item.raw) for item in batch]))
     return ids
 
 

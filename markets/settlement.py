@@ -50,6 +50,11 @@ DETERMINED = frozenset(
 KNOWN_RESULTS = frozenset({"yes", "no", "scalar"})
 
 
+def store_market_objects(markets: Sequence[tuple[KalshiMarket, bytes]]) -> dict[str, int]:
+    """Upsert full market objects read by the sweep or a backfill; returns ticker → id."""
+    return record_markets(markets, captured_at=timezone.now())
+
+
 def normalise_settlement(market: KalshiMarket) -> KalshiMarket:
     """Fill in the YES payout of a yes/no result when Kalshi's object leaves it out.
 
@@ -131,7 +136,7 @@ def apply_markets(markets: Sequence[tuple[KalshiMarket, bytes]], *, stats: Sweep
     if not changed:
         return {}
     with transaction.atomic():
-        ids = record_markets(changed, captured_at=timezone.now())
+        ids = store_market_objects(changed)
     stats.updated += len(changed)
     return ids
 

@@ -13,7 +13,6 @@ import time_machine
 from django.core.management import call_command
 
 from markets import locks, reference, settlement
-from markets.ingest import record_markets
 from markets.kalshi import KalshiClient, parse_market
 from markets.models import (
     Event,
@@ -40,7 +39,7 @@ def _store(*markets):
     for market in markets:
         raw = json.dumps(market).encode()
         pairs.append((parse_market(raw), raw))
-    record_markets(pairs, captured_at=datetime.now(UTC))
+    settlement.store_market_objects(pairs)
 
 
 def _as_open(market):
