@@ -91,7 +91,7 @@ def seed(markets: int) -> list[str]:
     from django.db import connection
 
     from markets import ingest
-    from markets.kalshi import parse_market
+    from markets.kalshi import KalshiMarket, parse_market
     from markets.models import Event, Market, Series, SnapshotSource
 
     marker = f"BENCHSEED-{markets}"
@@ -125,7 +125,7 @@ def seed(markets: int) -> list[str]:
         + [Series(ticker=marker)]
     )
     now = datetime.now(UTC)
-    batch: list[tuple[object, bytes]] = []
+    batch: list[tuple[KalshiMarket, bytes]] = []
     for i in range(markets):
         event = f"{series[i % 20]}-26OCT{i // 10:06d}"
         bid = Decimal(rng.randrange(1, 98)) / 100

@@ -280,6 +280,37 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
 }
 
+# --- History: settlements, series fees, backfills (markets/settlement.py, reference.py, backfill.py)
+# How often the settlement sweep runs (seconds), how far back its first run looks (hours), how
+# many markets awaiting a result it may re-read by ticker per run, and how soon it re-reads one.
+KALSHI_SETTLEMENT_SWEEP_INTERVAL = env_int("KALSHI_SETTLEMENT_SWEEP_INTERVAL", 5 * 60, minimum=30)
+KALSHI_SETTLEMENT_LOOKBACK_HOURS = env_int("KALSHI_SETTLEMENT_LOOKBACK_HOURS", 48, minimum=1)
+KALSHI_SETTLEMENT_REREAD_LIMIT = env_int("KALSHI_SETTLEMENT_REREAD_LIMIT", 2000, minimum=0)
+KALSHI_SETTLEMENT_RECHECK_INTERVAL = env_int("KALSHI_SETTLEMENT_RECHECK_INTERVAL", 30 * 60, minimum=60)
+# Fee fields change rarely and without notice; the whole series list is one request.
+KALSHI_SERIES_REFRESH_INTERVAL = env_int("KALSHI_SERIES_REFRESH_INTERVAL", 6 * 3600, minimum=300)
+# A backfill triggered from the web or admin may run for hours; it stops cleanly at the soft limit
+# and the next run continues where it stopped.
+KALSHI_BACKFILL_TIME_LIMIT = env_int("KALSHI_BACKFILL_TIME_LIMIT", 6 * 3600, minimum=60)
+
+CELERY_BEAT_SCHEDULE["sweep-settlements"] = {
+    "task": "markets.tasks.sweep_settlements",
+    "schedule": KALSHI_SETTLEMENT_SWEEP_INTERVAL,
+    "options": {"queue": "default", "expires": KALSHI_SETTLEMENT_SWEEP_INTERVAL},
+}
+CELERY_BEAT_SCHEDULE["refresh-series"] = {
+    "task": "markets.tasks.refresh_series",
+    "schedule": KALSHI_SERIES_REFRESH_INTERVAL,
+    "options": {"queue": "default", "expires": KALSHI_SERIES_REFRESH_INTERVAL},
+}
+CELERY_TASK_ROUTES.update(
+    {
+        "markets.tasks.sweep_settlements": {"queue": "default"},
+        "markets.tasks.refresh_series": {"queue": "default"},
+        "markets.tasks.backfill_markets": {"queue": "default"},
+    }
+)
+
 # --- DRF ------------------------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -1,16 +1,26 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .models import Event, Market, MarketSnapshot, PollRun, Series
+from .models import (
+    BackfillProgress,
+    Event,
+    HistoryRun,
+    Market,
+    MarketSnapshot,
+    PollRun,
+    Series,
+    Trade,
+)
 
 
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -64,8 +74,27 @@ class EventAdmin(RawJsonMixin, admin.ModelAdmin[Event]):
     show_full_result_count = False
 
 
+BACKFILL_TASK_TICKERS = 500
+
+
+@admin.action(description="Backfill hourly history of the selected markets (runs on Celery)")
+def queue_backfill(modeladmin: admin.ModelAdmin[Market], request: HttpRequest, queryset: Any) -> None:
+    from .tasks import backfill_markets
+
+    tickers = list(queryset.values_list("ticker", flat=True))
+    for start in range(0, len(tickers), BACKFILL_TASK_TICKERS):
+        batch = tickers[start : start + BACKFILL_TASK_TICKERS]
+        transaction.on_commit(partial(backfill_markets.delay, batch, period=60))
+    modeladmin.message_user(
+        request,
+        f"Queued a backfill of {len(tickers)} market(s). Its progress and outcome appear under "
+        "History runs; running it again later only adds what is missing.",
+    )
+
+
 @admin.register(Market)
 class MarketAdmin(RawJsonMixin, admin.ModelAdmin[Market]):
+    actions = [queue_backfill]
     list_display = [
         "ticker",
         "title",
@@ -143,3 +172,47 @@ class PollRunAdmin(admin.ModelAdmin[PollRun]):
 
     def has_change_permission(self, request: HttpRequest, obj: PollRun | None = None) -> bool:
         return False
+
+
+# --- History -----------------------------------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    """Records written by jobs: for reading, never for editing by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(HistoryRun)
+class HistoryRunAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "kind", "outcome", "trigger", "duration", "summary", "requests", "errors"]
+    list_filter = ["kind", "outcome", "trigger"]
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = ["trade_id", "market", "created_time", "yes_price", "count", "taker_outcome_side"]
+    list_filter = ["taker_outcome_side", "is_block_trade"]
+    list_select_related = ["market"]
+    search_fields = ["=market__ticker", "=trade_id"]
+    raw_id_fields = ["market"]
+    date_hierarchy = "created_time"
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+
+@admin.register(BackfillProgress)
+class BackfillProgressAdmin(ReadOnlyAdmin):
+    list_display = ["market", "kind", "covered_from", "covered_until", "volume_at_until", "updated_at"]
+    list_filter = ["kind"]
+    list_select_related = ["market"]
+    search_fields = ["=market__ticker"]
+    raw_id_fields = ["market"]
+    show_full_result_count = False

@@ -423,12 +423,14 @@ def _copy_snapshots(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool) -> i
         line = f"{r.market_id}\t{stamp}\t{r.source}\t" + "\t".join([_copy_value(v) for v in r.quote])
         lines.append(line + "\t" + _copy_json(r.raw) if with_raw else line)
     lines.append("")
-    with connection.cursor() as cursor:
+    # The staging table empties at commit, so COPY and INSERT must share one transaction.
+    with transaction.atomic(), connection.cursor() as cursor:
         target = table
         if ignore_conflicts:
+            # Only the copied columns: a LIKE copy would carry `id` as NOT NULL without its identity.
             cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS _ki_snapshot_in (LIKE {table} INCLUDING DEFAULTS) "
-                "ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS _ki_snapshot_in ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join((*SNAPSHOT_COLUMNS, 'raw'))} FROM {table} WITH NO DATA"
             )
             # ON COMMIT DELETE ROWS only empties it at commit; a caller may batch in one transaction.
             cursor.execute("TRUNCATE _ki_snapshot_in")

@@ -39,6 +39,9 @@ USER_AGENT = "kalshi-insights/0.1 (+https://github.com/kalshi-insights)"
 MARKET_STATUS_FILTERS = ("unopened", "open", "paused", "closed", "settled")
 EVENT_STATUS_FILTERS = ("unopened", "open", "closed", "settled")
 CANDLE_PERIODS = (1, 60, 1440)
+# GET /markets/candlesticks: at most 100 tickers and 10,000 candles per response.
+MAX_BATCH_CANDLE_TICKERS = 100
+MAX_BATCH_CANDLES = 10_000
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -671,6 +674,243 @@ def _parse_each(
 
 
 # --------------------------------------------------------------------------------------------------
+# Candlesticks and the historical archive
+#
+# Kalshi serves three candle shapes and the endpoint decides which one comes back:
+# * live, current (`/series/{s}/markets/{t}/candlesticks`, `/markets/candlesticks`): dollar strings
+#   under `*_dollars`, counts under `volume_fp` / `open_interest_fp`; `price` keys are *omitted*
+#   when nothing traded (`"price": {}`, or only `previous_dollars`);
+# * live, Jan-2026 legacy: the same plus integer cents under the bare names (`close: 8` next to
+#   `close_dollars: "0.0800"`) and integer `volume` / `open_interest`;
+# * historical (`/historical/markets/{t}/candlesticks`): dollar strings under the *bare* names
+#   (`close: "0.0100"`), nulls kept, counts under `volume` / `open_interest`.
+# Each is decoded by its own wire Struct and normalised into one `KalshiCandle`.
+# --------------------------------------------------------------------------------------------------
+
+
+class CandleOHLC(msgspec.Struct, frozen=True, kw_only=True):
+    """Open/high/low/close of the best YES bid or ask over one period, in dollars."""
+
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    close: Decimal | None = None
+
+
+class CandleTrades(msgspec.Struct, frozen=True, kw_only=True):
+    """Traded YES prices over one period; all None when nothing traded in it."""
+
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    close: Decimal | None = None
+    mean: Decimal | None = None
+    # The last trade *before* the period: Kalshi's own carry-forward, not a trade in this period.
+    previous: Decimal | None = None
+
+
+class KalshiCandle(msgspec.Struct, frozen=True, kw_only=True):
+    """One candlestick, whichever of Kalshi's three shapes it arrived in."""
+
+    end: datetime  # the inclusive end of the period (`end_period_ts`), UTC
+    yes_bid: CandleOHLC
+    yes_ask: CandleOHLC
+    price: CandleTrades
+    volume: Decimal | None  # contracts traded *during* the period (not cumulative)
+    open_interest: Decimal | None  # contracts outstanding at `end`
+
+    @property
+    def end_ts(self) -> int:
+        return int(self.end.timestamp())
+
+    @property
+    def traded(self) -> bool:
+        return self.price.close is not None
+
+
+def _check_candle(candle: KalshiCandle) -> KalshiCandle:
+    for side, ohlc in (("yes_bid", candle.yes_bid), ("yes_ask", candle.yes_ask)):
+        for name in ("open", "high", "low", "close"):
+            _check_price(f"{side}.{name}", getattr(ohlc, name))
+    for name in ("open", "high", "low", "close", "mean", "previous"):
+        _check_price(f"price.{name}", getattr(candle.price, name))
+    _check_count("volume", candle.volume)
+    _check_count("open_interest", candle.open_interest)
+    return candle
+
+
+def _ts(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _dollars_or_cents(dollars: Decimal | None, cents: int | None) -> Decimal | None:
+    return dollars if dollars is not None else _cents(cents)
+
+
+class _LiveBidAsk(msgspec.Struct, kw_only=True):
+    open_dollars: Decimal | None = None
+    high_dollars: Decimal | None = None
+    low_dollars: Decimal | None = None
+    close_dollars: Decimal | None = None
+    open: int | None = None
+    high: int | None = None
+    low: int | None = None
+    close: int | None = None
+
+    def ohlc(self, *, ask: bool) -> CandleOHLC:
+        values = [
+            _dollars_or_cents(self.open_dollars, self.open),
+            _dollars_or_cents(self.high_dollars, self.high),
+            _dollars_or_cents(self.low_dollars, self.low),
+            _dollars_or_cents(self.close_dollars, self.close),
+        ]
+        if ask and self.close is not None:
+            # Cents-era payloads wrote a missing YES ask as 0; today's API writes 1.0000 (nothing to
+            # buy below $1). Normalise so backfilled rows read like polled ones.
+            values = [ONE if v == ZERO else v for v in values]
+        return CandleOHLC(open=values[0], high=values[1], low=values[2], close=values[3])
+
+
+class _LivePrice(msgspec.Struct, kw_only=True):
+    open_dollars: Decimal | None = None
+    high_dollars: Decimal | None = None
+    low_dollars: Decimal | None = None
+    close_dollars: Decimal | None = None
+    mean_dollars: Decimal | None = None
+    previous_dollars: Decimal | None = None
+    open: int | None = None
+    high: int | None = None
+    low: int | None = None
+    close: int | None = None
+    mean: int | None = None
+    previous: int | None = None
+
+    def trades(self) -> CandleTrades:
+        return CandleTrades(
+            open=_dollars_or_cents(self.open_dollars, self.open),
+            high=_dollars_or_cents(self.high_dollars, self.high),
+            low=_dollars_or_cents(self.low_dollars, self.low),
+            close=_dollars_or_cents(self.close_dollars, self.close),
+            # `mean` in cents is rounded (6 for "0.0625"): only ever a fallback.
+            mean=_dollars_or_cents(self.mean_dollars, self.mean),
+            previous=_dollars_or_cents(self.previous_dollars, self.previous),
+        )
+
+
+class _LiveCandle(msgspec.Struct, kw_only=True):
+    end_period_ts: int
+    yes_bid: _LiveBidAsk = msgspec.field(default_factory=_LiveBidAsk)
+    yes_ask: _LiveBidAsk = msgspec.field(default_factory=_LiveBidAsk)
+    price: _LivePrice = msgspec.field(default_factory=_LivePrice)
+    volume_fp: Decimal | None = None
+    open_interest_fp: Decimal | None = None
+    # Jan-2026 legacy integers (contracts, so Decimal reads them exactly).
+    volume: Decimal | None = None
+    open_interest: Decimal | None = None
+
+    def candle(self) -> KalshiCandle:
+        return _check_candle(
+            KalshiCandle(
+                end=_ts(self.end_period_ts),
+                yes_bid=self.yes_bid.ohlc(ask=False),
+                yes_ask=self.yes_ask.ohlc(ask=True),
+                price=self.price.trades(),
+                volume=self.volume_fp if self.volume_fp is not None else self.volume,
+                open_interest=(
+                    self.open_interest_fp if self.open_interest_fp is not None else self.open_interest
+                ),
+            )
+        )
+
+
+class _HistoricalCandle(msgspec.Struct, kw_only=True):
+    end_period_ts: int
+    yes_bid: CandleOHLC = msgspec.field(default_factory=CandleOHLC)
+    yes_ask: CandleOHLC = msgspec.field(default_factory=CandleOHLC)
+    price: CandleTrades = msgspec.field(default_factory=CandleTrades)
+    volume: Decimal | None = None
+    open_interest: Decimal | None = None
+
+    def candle(self) -> KalshiCandle:
+        return _check_candle(
+            KalshiCandle(
+                end=_ts(self.end_period_ts),
+                yes_bid=self.yes_bid,
+                yes_ask=self.yes_ask,
+                price=self.price,
+                volume=self.volume,
+                open_interest=self.open_interest,
+            )
+        )
+
+
+@dataclass(slots=True)
+class MarketCandles:
+    """The candles of one market from one response, oldest first; unreadable ones are in `skipped`."""
+
+    ticker: str
+    candles: list[KalshiCandle]
+    skipped: list[SkippedObject]
+
+
+def _parse_candles(
+    ticker: str, raws: Sequence[msgspec.Raw] | None, wire: type[_LiveCandle] | type[_HistoricalCandle]
+) -> MarketCandles:
+    candles: list[KalshiCandle] = []
+    skipped: list[SkippedObject] = []
+    for raw in raws or ():
+        data = bytes(raw)
+        try:
+            candles.append(msgspec.json.decode(data, type=wire).candle())
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            logger.warning("Skipping malformed candle of %s: %s (%s)", ticker, exc, data[:200])
+            skipped.append(SkippedObject(ticker=ticker, reason=str(exc)))
+    candles.sort(key=lambda c: c.end)
+    return MarketCandles(ticker=ticker, candles=candles, skipped=skipped)
+
+
+class _CandlesEnvelope(msgspec.Struct):
+    candlesticks: list[msgspec.Raw] | None = None
+    ticker: str = ""
+
+
+class _BatchCandlesItem(msgspec.Struct):
+    market_ticker: str
+    candlesticks: list[msgspec.Raw] | None = None
+
+
+class _BatchCandlesEnvelope(msgspec.Struct):
+    markets: list[_BatchCandlesItem]
+
+
+class _RawMarketEnvelope(msgspec.Struct):
+    market: msgspec.Raw
+
+
+class HistoricalCutoff(msgspec.Struct, kw_only=True):
+    """GET /historical/cutoff: where Kalshi's live data set ends and the archive begins.
+
+    Markets that *settled* before `market_settled_ts` (and their candles) are served only by
+    /historical/markets; trades created before `trades_created_ts` only by /historical/trades.
+    """
+
+    market_settled_ts: datetime
+    trades_created_ts: datetime
+    orders_updated_ts: datetime | None = None
+    market_positions_last_updated_ts: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("market_settled_ts", "trades_created_ts", "orders_updated_ts"):
+            value = getattr(self, name)
+            # RFC 3339 says the offset is mandatory; an offset-less value is read as UTC, like
+            # every other Kalshi time.
+            if value is not None and value.tzinfo is None:
+                setattr(self, name, value.replace(tzinfo=UTC))
+        if self.market_settled_ts.year == _UNSET_YEAR or self.trades_created_ts.year == _UNSET_YEAR:
+            raise ValueError("the cutoff timestamps are unset (0001-01-01)")
+
+
+# --------------------------------------------------------------------------------------------------
 # Throttles
 # --------------------------------------------------------------------------------------------------
 
@@ -1107,6 +1347,146 @@ class KalshiClient:
 
     def get_exchange_status(self) -> ExchangeStatus:
         return self._decode(self.request("/exchange/status"), ExchangeStatus, "/exchange/status")  # type: ignore[no-any-return]
+
+    # -- candlesticks and the historical archive ---------------------------------------------------
+
+    @staticmethod
+    def _check_candle_window(start_ts: int, end_ts: int, period_interval: int) -> None:
+        if period_interval not in CANDLE_PERIODS:
+            raise ValueError(
+                f"period_interval must be one of {CANDLE_PERIODS} (minutes), not {period_interval}"
+            )
+        if end_ts < start_ts:
+            raise ValueError(f"end_ts ({end_ts}) is before start_ts ({start_ts})")
+
+    def get_market_candlesticks(
+        self,
+        series_ticker: str,
+        ticker: str,
+        *,
+        start_ts: int,
+        end_ts: int,
+        period_interval: int,
+        include_latest_before_start: bool = False,
+    ) -> MarketCandles:
+        """Candles of one live market whose end falls in [start_ts, end_ts] (Unix seconds)."""
+        self._check_candle_window(start_ts, end_ts, period_interval)
+        path = f"/series/{series_ticker}/markets/{ticker}/candlesticks"
+        params = {
+            "start_ts": start_ts,
+            "end_ts": end_ts,
+            "period_interval": period_interval,
+            "include_latest_before_start": "true" if include_latest_before_start else None,
+        }
+        envelope = self._decode(self.request(path, params), _CandlesEnvelope, path)
+        return _parse_candles(ticker, envelope.candlesticks, _LiveCandle)
+
+    def get_markets_candlesticks(
+        self,
+        tickers: Sequence[str],
+        *,
+        start_ts: int,
+        end_ts: int,
+        period_interval: int,
+    ) -> dict[str, MarketCandles]:
+        """GET /markets/candlesticks: candles of up to 100 live markets in one request.
+
+        Kalshi returns at most 10,000 candles per response across all markets, so callers size
+        the window (markets x periods) to stay within it. Tickers Kalshi leaves out of the response
+        map to an empty list.
+        """
+        self._check_candle_window(start_ts, end_ts, period_interval)
+        if not tickers:
+            return {}
+        if len(tickers) > MAX_BATCH_CANDLE_TICKERS:
+            raise ValueError(f"at most {MAX_BATCH_CANDLE_TICKERS} tickers per request, not {len(tickers)}")
+        params = {
+            "market_tickers": ",".join(tickers),
+            "start_ts": start_ts,
+            "end_ts": end_ts,
+            "period_interval": period_interval,
+        }
+        path = "/markets/candlesticks"
+        envelope = self._decode(self.request(path, params), _BatchCandlesEnvelope, path)
+        result = {t: MarketCandles(ticker=t, candles=[], skipped=[]) for t in tickers}
+        for item in envelope.markets:
+            result[item.market_ticker] = _parse_candles(item.market_ticker, item.candlesticks, _LiveCandle)
+        return result
+
+    def get_historical_cutoff(self) -> HistoricalCutoff:
+        path = "/historical/cutoff"
+        return self._decode(self.request(path), HistoricalCutoff, path)  # type: ignore[no-any-return]
+
+    def get_historical_markets_page(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        tickers: Sequence[str] | None = None,
+        event_ticker: str | None = None,
+        series_ticker: str | None = None,
+        mve_filter: str | None = None,
+    ) -> MarketsPage:
+        """One page of GET /historical/markets (markets settled before the cutoff).
+
+        Kalshi treats the filters as mutually exclusive; pass at most one of them.
+        """
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        if sum(bool(f) for f in (tickers, event_ticker, series_ticker)) > 1:
+            raise ValueError("pass at most one of tickers, event_ticker, series_ticker")
+        params = {
+            "cursor": cursor,
+            "limit": limit,
+            "tickers": ",".join(tickers) if tickers else None,
+            "event_ticker": event_ticker,
+            "series_ticker": series_ticker,
+            "mve_filter": mve_filter,
+        }
+        return self._markets_page("/historical/markets", params)
+
+    def iter_historical_markets_pages(self, **filters: Any) -> Iterator[MarketsPage]:
+        return self._follow(self.get_historical_markets_page, filters)
+
+    def get_historical_market_raw(self, ticker: str) -> tuple[KalshiMarket, bytes]:
+        """One archived market and its JSON object exactly as received."""
+        path = f"/historical/markets/{ticker}"
+        raw = bytes(self._decode(self.request(path), _RawMarketEnvelope, path).market)
+        try:
+            return parse_market(raw), raw
+        except MalformedPayload as exc:
+            raise KalshiError(f"GET {self.base_url}{path} returned a malformed market: {exc}") from None
+
+    def get_historical_market_candlesticks(
+        self, ticker: str, *, start_ts: int, end_ts: int, period_interval: int
+    ) -> MarketCandles:
+        """Candles of one archived market (the historical shape: bare names, nulls kept)."""
+        self._check_candle_window(start_ts, end_ts, period_interval)
+        path = f"/historical/markets/{ticker}/candlesticks"
+        params = {"start_ts": start_ts, "end_ts": end_ts, "period_interval": period_interval}
+        envelope = self._decode(self.request(path, params), _CandlesEnvelope, path)
+        return _parse_candles(ticker, envelope.candlesticks, _HistoricalCandle)
+
+    def get_historical_trades_page(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int = 1000,
+        ticker: str | None = None,
+        min_ts: int | None = None,
+        max_ts: int | None = None,
+    ) -> TradesPage:
+        """One page of GET /historical/trades (trades created before the trades cutoff)."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        params = {"cursor": cursor, "limit": limit, "ticker": ticker, "min_ts": min_ts, "max_ts": max_ts}
+        path = "/historical/trades"
+        page = self._decode(self.request(path, params), _ListPage, path)
+        trades, _, skipped = _parse_each(page.trades, KalshiTrade, key=b"trade_id")
+        return TradesPage(trades=trades, skipped=skipped, cursor=page.cursor or None)
+
+    def iter_historical_trades_pages(self, **filters: Any) -> Iterator[TradesPage]:
+        return self._follow(self.get_historical_trades_page, filters)
 
 
 def shared_throttle(*, rate: float, burst: float, redis_url: str | None) -> Throttle:

@@ -235,6 +235,13 @@ class MarketQuerySet(models.QuerySet["Market"]):
             condition |= Q(event__series__ticker__in=series_tickers)
         return self.filter(condition) if condition else self.all()
 
+    def overdue(self, now: datetime | None = None) -> MarketQuerySet:
+        """Still marked unopened, open or paused although their close time has passed."""
+        return self.filter(
+            status__in=[MarketStatus.INITIALIZED, MarketStatus.ACTIVE, MarketStatus.INACTIVE],
+            close_time__lt=now or timezone.now(),
+        )
+
 
 class Market(models.Model):
     # 32-bit keys keep every snapshot row and its index entry 4 bytes smaller; Kalshi has listed
@@ -489,3 +496,174 @@ class PollRun(models.Model):
         if self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+# --------------------------------------------------------------------------------------------------
+# History: the public trade tape, backfill progress and the log of history jobs
+# --------------------------------------------------------------------------------------------------
+
+
+class TakerSide(models.TextChoices):
+    YES = "yes", "Yes"
+    NO = "no", "No"
+
+
+class BookSide(models.TextChoices):
+    BID = "bid", "Bid (bought YES)"
+    ASK = "ask", "Ask (sold YES)"
+
+
+class TradeQuerySet(models.QuerySet["Trade"]):
+    def for_market(self, market: Market | int) -> TradeQuerySet:
+        return self.filter(market=market)
+
+    def between(self, start: datetime | None, end: datetime | None) -> TradeQuerySet:
+        qs = self
+        if start is not None:
+            qs = qs.filter(created_time__gte=start)
+        if end is not None:
+            qs = qs.filter(created_time__lte=end)
+        return qs
+
+
+class Trade(models.Model):
+    """One public trade from Kalshi's tape (/markets/trades or /historical/trades)."""
+
+    trade_id = models.CharField(max_length=64, unique=True)
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="trades", db_index=False)
+    created_time = models.DateTimeField()
+    yes_price = models.DecimalField(max_digits=10, decimal_places=6)
+    no_price = models.DecimalField(max_digits=10, decimal_places=6)
+    count = models.DecimalField(max_digits=20, decimal_places=2, help_text="Contracts.")
+    # The side the taker ended up on ("yes" for buy-yes and sell-no).
+    taker_outcome_side = models.CharField(max_length=3, choices=TakerSide.choices, blank=True)
+    taker_book_side = models.CharField(max_length=3, choices=BookSide.choices, blank=True)
+    is_block_trade = models.BooleanField(default=False)
+
+    objects = TradeQuerySet.as_manager()
+
+    class Meta:
+        get_latest_by = "created_time"
+        indexes = [models.Index(fields=["market", "created_time"], name="trade_market_time_idx")]
+        constraints = [
+            *_price_bounds("trade", ("yes_price", "no_price")),
+            *_non_negative("trade", ("count",)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trade_id} {self.count} @ {self.yes_price}"
+
+
+class BackfillKind(models.TextChoices):
+    """What a backfill stored: candles of one period (minutes), or the trade tape."""
+
+    MINUTE = "1", "1-minute candles"
+    HOUR = "60", "Hourly candles"
+    DAY = "1440", "Daily candles"
+    TRADES = "trades", "Trades"
+
+
+class BackfillProgress(models.Model):
+    """The span of one market's history a backfill has completely stored, so a rerun skips it.
+
+    Written in the same transaction as the rows it covers: after an interruption it names exactly
+    what is stored, and the next run continues from `covered_until`.
+    """
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="backfill_progress")
+    kind = models.CharField(max_length=6, choices=BackfillKind.choices)
+    covered_from = models.DateTimeField()
+    covered_until = models.DateTimeField()
+    # Kalshi's candles carry per-period volume; snapshots store the cumulative figure (as polled
+    # rows do), so the running total at `covered_until` is kept to continue the sum. Null: unknown.
+    volume_at_until = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "backfill progress"
+        constraints = [
+            models.UniqueConstraint(fields=["market", "kind"], name="backfill_progress_one_per_kind"),
+            models.CheckConstraint(
+                condition=Q(covered_until__gte=F("covered_from")), name="backfill_progress_span_ordered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        span = f"{self.covered_from:%Y-%m-%d %H:%M} – {self.covered_until:%Y-%m-%d %H:%M}"
+        return f"{self.market_id} {self.kind}: {span}"
+
+
+class HistoryJob(models.TextChoices):
+    BACKFILL = "backfill", "Backfill"
+    SETTLEMENT_SWEEP = "settlements", "Settlement sweep"
+    SERIES_REFRESH = "series", "Series and fee refresh"
+
+
+class HistoryRunQuerySet(models.QuerySet["HistoryRun"]):
+    def of_kind(self, kind: str) -> HistoryRunQuerySet:
+        return self.filter(kind=kind)
+
+    def successful(self) -> HistoryRunQuerySet:
+        return self.filter(outcome__in=[PollOutcome.OK, PollOutcome.PARTIAL])
+
+
+class HistoryRun(models.Model):
+    """One backfill, settlement sweep or series refresh: what it was asked, did and hit."""
+
+    kind = models.CharField(max_length=12, choices=HistoryJob.choices, db_index=True)
+    trigger = models.CharField(max_length=20, default="command")
+    params = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=PollOutcome.choices, default=PollOutcome.RUNNING)
+    markets = models.PositiveIntegerField(default=0, help_text="Markets read or selected.")
+    markets_updated = models.PositiveIntegerField(default=0)
+    snapshots_written = models.PositiveIntegerField(default=0)
+    trades_written = models.PositiveIntegerField(default=0)
+    settled = models.PositiveIntegerField(default=0, help_text="Markets newly seen as finalized.")
+    result_changes = models.PositiveIntegerField(default=0, help_text="Results amended after determination.")
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    error_messages = models.JSONField(default=list, blank=True)
+    summary = models.TextField(blank=True)
+
+    objects = HistoryRunQuerySet.as_manager()
+
+    class Meta:
+        get_latest_by = "started_at"
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(finished_at__gte=F("started_at")),
+                name="historyrun_finishes_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class SettlementCheck(models.Model):
+    """When the settlement sweep last re-read a market by ticker, and since when Kalshi lists it nowhere.
+
+    Kept apart from Market so the poller's upserts never touch it. Lets the sweep rotate through
+    markets awaiting a result, and give up on ones Kalshi removed (provisional markets may be
+    deleted after determination) instead of asking for them forever.
+    """
+
+    market = models.OneToOneField(
+        Market, on_delete=models.CASCADE, primary_key=True, related_name="settlement_check"
+    )
+    checked_at = models.DateTimeField()
+    missing_since = models.DateTimeField(
+        null=True, blank=True, help_text="First sweep that found it in neither /markets nor /historical."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.market_id} checked {self.checked_at:%Y-%m-%d %H:%M}"
