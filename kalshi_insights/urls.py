@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from markets.api.exceptions import api_not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,5 +13,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("backtests/", include("backtests.urls")),
     path("api/v1/", include("backtests.api.urls")),
+    re_path(r"^api/(?P<path>.*)$", api_not_found),
     path("", include("markets.urls")),
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +17,7 @@ from backtests.engine import BacktestError
 from backtests.models import BacktestRun, RunStatus
 from backtests.strategies import ParameterError
 from backtests.tasks import execute_backtest_run
+from markets.api.pagination import PageNumberPagination
 
 from .serializers import (
     BacktestRunDetailSerializer,
@@ -25,10 +27,24 @@ from .serializers import (
     RunInputSerializer,
 )
 
+# The same `?page=N&page_size=M` pages, bounds and 400s as the markets API.
+Pagination = PageNumberPagination
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", int, description="Page number, from 1."),
+    OpenApiParameter("page_size", int, description="Results per page, 1 to 1000 (default 100)."),
+]
 
-class Pagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 1000
+
+def _page_of(name: str, item: serializers.Serializer[Any]) -> serializers.Serializer[Any]:
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item,
+        },
+    )
 
 
 class BacktestListCreateApi(APIView):
@@ -40,10 +56,9 @@ class BacktestListCreateApi(APIView):
         parameters=[
             OpenApiParameter("status", str, enum=RunStatus.values, description="Only runs in this status."),
             OpenApiParameter("strategy", str, description="Only runs of this strategy."),
-            OpenApiParameter("limit", int, description="Page size (default 50, at most 1000)."),
-            OpenApiParameter("offset", int),
+            *PAGE_PARAMETERS,
         ],
-        responses=BacktestRunSerializer(many=True),
+        responses=_page_of("PaginatedBacktestRunList", BacktestRunSerializer(many=True)),
     )
     def get(self, request: Request) -> Response:
         qs = BacktestRun.objects.for_list()
@@ -86,7 +101,7 @@ class BacktestDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         run = BacktestRun.objects.filter(pk=pk).first()
         if run is None:
-            return Response({"detail": f"No backtest run {pk}."}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound(f"No backtest run {pk}.")
         return Response(BacktestRunDetailSerializer(run).data)
 
 
@@ -96,13 +111,13 @@ class BacktestTradesApi(APIView):
     @extend_schema(
         operation_id="backtests_trades_list",
         tags=["backtests"],
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses=BacktestTradeSerializer(many=True),
+        parameters=PAGE_PARAMETERS,
+        responses=_page_of("PaginatedBacktestTradeList", BacktestTradeSerializer(many=True)),
     )
     def get(self, request: Request, pk: int) -> Response:
         run = BacktestRun.objects.filter(pk=pk).only("pk").first()
         if run is None:
-            return Response({"detail": f"No backtest run {pk}."}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound(f"No backtest run {pk}.")
         paginator = Pagination()
         page = paginator.paginate_queryset(run.trades.all(), request, view=self)
         return paginator.get_paginated_response(BacktestTradeSerializer(page, many=True).data)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
@@ -62,3 +63,14 @@ class ContentNegotiation(DefaultContentNegotiation):
                 {"format": [f"Unknown format {format!r}; use one of: {offered}."]}
             )
         return matching
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any /api/ URL no route matches: a JSON 404 in the API's error shape, not Django's HTML page."""
+    return JsonResponse(
+        {
+            "detail": f"No API endpoint at {request.path}. The endpoints are listed at /api/docs/.",
+            "code": "not_found",
+        },
+        status=404,
+    )

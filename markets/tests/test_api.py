@@ -620,3 +620,11 @@ def test_it_serializes_rows_exactly_as_model_instances(data, serializer_class, q
     assert len(rows) > 2
     for obj in queryset():
         assert serializer_class().to_representation(rows[obj.pk]) == serializer_class(obj).data
+
+
+def test_it_answers_unknown_api_urls_with_a_json_404(client):
+    response = client.get("/api/v1/backtests/-5/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert "/api/docs/" in response.json()["detail"]
+    assert client.get("/api/v2/markets/").json()["code"] == "not_found"
