@@ -615,8 +615,10 @@ class TokenBucket:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                # Rounding can leave 0.99999999 after a wait of exactly one refill; without the
+                # tolerance the next wait is below the clock's resolution and the loop spins on it.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 wait = (1 - self._tokens) / self.rate
             self._sleep(wait)
