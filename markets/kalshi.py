@@ -685,6 +685,9 @@ class NoThrottle:
 # --------------------------------------------------------------------------------------------------
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Endpoints without a ticker in the path: a 404 there means the base URL is wrong, whereas on
+# /markets/{ticker} or /series/{ticker} it usually means Kalshi has no such object.
+_FIXED_PATHS = frozenset({"/markets", "/markets/trades", "/events", "/series", "/exchange/status"})
 
 
 def _describe(method: str, url: httpx.URL | str) -> str:
@@ -796,7 +799,7 @@ class KalshiClient:
                 continue
             if response.status_code >= 400:
                 hint = ""
-                if response.status_code == 404 and "/markets/" not in path and "/events/" not in path:
+                if response.status_code == 404 and path in _FIXED_PATHS:
                     hint = f" Is KALSHI_API_BASE right? It is {self.base_url}."
                 raise KalshiError(
                     f"{where} failed: HTTP {response.status_code} {_error_detail(response)}.{hint}",
