@@ -34,7 +34,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -340,11 +340,14 @@ class FaultConfig:
 class QueuedFault:
     kind: str
     path: str = ""  # applies to the next API request whose path (below /trade-api/v2) starts with this
-    seconds: float | None = None
+    seconds: float | None = None  # for "slow": the delay (default: FaultConfig.slow_seconds)
+    skip: int = 0  # let this many matching requests through first (skip=1: the second page)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {self.kind!r}; use one of {', '.join(FAULT_KINDS)}")
+        if self.skip < 0:
+            raise ValueError(f"skip must not be negative, not {self.skip}")
 
 
 @dataclass
@@ -853,6 +856,9 @@ class FakeExchange:
     def _pick_faults(self, path: str) -> list[QueuedFault]:
         for i, queued in enumerate(self.fault_queue):
             if path.startswith(queued.path):
+                if queued.skip:
+                    self.fault_queue[i] = replace(queued, skip=queued.skip - 1)
+                    break
                 del self.fault_queue[i]
                 return [queued]
         rng, cfg = self._fault_rng, self.faults
@@ -1237,7 +1243,9 @@ def control_faults(ex: FakeExchange, req: Request) -> Reply:
     """POST /_fake/faults: set rates and/or queue faults for the next matching requests.
 
     Body (every key optional): {"rate_429": 0.2, "rate_5xx": 0.1, "slow_rate": 0, "slow_seconds": 2,
-    "malformed_rate": 0, "next": ["429", {"kind": "503", "path": "/markets"}], "clear": false}.
+    "malformed_rate": 0, "next": ["429", {"kind": "503", "path": "/markets", "skip": 1}],
+    "clear": false}. A queued fault hits the next API request whose path starts with "path", after
+    letting "skip" of them through; queued faults come before the random ones.
     """
     body = req.json()
     unknown = set(body) - {
@@ -1258,7 +1266,12 @@ def control_faults(ex: FakeExchange, req: Request) -> Reply:
                 queue.append(QueuedFault(item))
             elif isinstance(item, dict):
                 queue.append(
-                    QueuedFault(str(item.get("kind")), str(item.get("path", "")), item.get("seconds"))
+                    QueuedFault(
+                        str(item.get("kind")),
+                        str(item.get("path", "")),
+                        item.get("seconds"),
+                        int(item.get("skip", 0)),
+                    )
                 )
             else:
                 raise ValueError(f"not a fault: {item!r}")
