@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -30,6 +29,7 @@ from markets.fakeexchange import QueuedFault, RunningExchange, serve
 from markets.kalshi import KalshiClient
 from markets.models import Market, MarketSnapshot, PollOutcome, PollRun
 from markets.tasks import poll_markets
+from markets.tests.subprocesses import test_database_url
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
@@ -46,18 +46,6 @@ class Process:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def test_database_url() -> str:
-    """pytest-django's test database, for processes that are not this one."""
-    s = connection.settings_dict
-    credentials = quote(s["USER"] or "")
-    if s["PASSWORD"]:
-        credentials += ":" + quote(s["PASSWORD"])
-    return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, despite its name
 
 
 def start(args: list[str], log: Path, env: dict[str, str], name: str = "") -> Process:
