@@ -39,6 +39,8 @@ def test_dev_run_offline_polls_the_fake_exchange_into_sqlite(tmp_path):
         "KALSHI_POLL_INTERVAL": "1",
     }
     log = tmp_path / "run.log"
+    stray = Path(settings.BASE_DIR) / "control"
+    stray_before = stray.exists()
     with log.open("wb") as out:
         proc = subprocess.Popen(
             ["./dev", "run", "--offline", f"--port={web}", f"--exchange-port={exchange}"],
@@ -71,3 +73,6 @@ def test_dev_run_offline_polls_the_fake_exchange_into_sqlite(tmp_path):
     for name in ("web", "poller", "worker", "beat", "exchange"):
         assert f"{name}.1 stopped" in text, f"{name} did not stop:\n{text[-3000:]}"
     assert "Traceback" not in text, text[-5000:]
+    # Everything the embedded mode keeps lives in the var directory, the broker's bindings too.
+    assert (tmp_path / "celery-broker" / "control" / "polling.exchange").exists()
+    assert stray_before or not stray.exists()
