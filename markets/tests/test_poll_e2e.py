@@ -151,3 +151,16 @@ def test_from_settings_reaches_the_fake_through_the_shared_throttle(fake, settin
     assert client.base_url == fake.base_url
     assert type(client.throttle).__name__ == "RedisTokenBucket"
     assert (run.outcome, run.trigger, run.snapshots_written) == (PollOutcome.OK, "test", len(polled(fake)))
+
+
+def test_a_dropped_connection_is_retried(fake, client):
+    fake.exchange.set_faults(
+        queue=[QueuedFault("disconnect", "/markets"), QueuedFault("disconnect", "/events")]
+    )
+
+    run = ingest.run_poll_cycle(client=client)
+
+    assert run.outcome == PollOutcome.OK, run.error_messages
+    assert fake.exchange.faults_served["disconnect"] == 2
+    assert run.requests == fake.exchange.requests["total"]
+    assert Market.objects.with_event().get(ticker="KXNFLGAME-26OCT08TBDAL-DAL").event.title
