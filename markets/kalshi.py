@@ -947,8 +947,10 @@ class TokenBucket:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                # Rounding can leave 0.99999999 after a wait of exactly one refill; without the
+                # tolerance the next wait is below the clock's resolution and the loop spins on it.
+                if self._tokens >= 1 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 wait = (1 - self._tokens) / self.rate
             self._sleep(wait)
@@ -1015,6 +1017,9 @@ class NoThrottle:
 # --------------------------------------------------------------------------------------------------
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Endpoints without a ticker in the path: a 404 there means the base URL is wrong, whereas on
+# /markets/{ticker} or /series/{ticker} it usually means Kalshi has no such object.
+_FIXED_PATHS = frozenset({"/markets", "/markets/trades", "/events", "/series", "/exchange/status"})
 
 
 def _describe(method: str, url: httpx.URL | str) -> str:
@@ -1126,7 +1131,7 @@ class KalshiClient:
                 continue
             if response.status_code >= 400:
                 hint = ""
-                if response.status_code == 404 and "/markets/" not in path and "/events/" not in path:
+                if response.status_code == 404 and path in _FIXED_PATHS:
                     hint = f" Is KALSHI_API_BASE right? It is {self.base_url}."
                 raise KalshiError(
                     f"{where} failed: HTTP {response.status_code} {_error_detail(response)}.{hint}",

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError, ProgrammingError
 
 from markets import ingest
 from markets.kalshi import KalshiClient, KalshiError
@@ -68,10 +68,8 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             self.stderr.write(f"Poll cycle failed: {exc}")
             return
-        except OperationalError as exc:
-            message = (
-                f"The database is unreachable ({exc}). Check DATABASE_URL and that the server is running."
-            )
+        except DatabaseError as exc:
+            message = _database_problem(exc)
             if raise_errors:
                 raise CommandError(message) from exc
             self.stderr.write(message)
@@ -90,3 +88,15 @@ class Command(BaseCommand):
             f"{run.snapshots_written} snapshots written, {run.unchanged_skipped} unchanged, "
             f"{run.errors} errors, {run.requests} requests in {duration:.1f}s"
         )
+
+
+def _database_problem(exc: DatabaseError) -> str:
+    # The first line is the cause; PostgreSQL follows it with the failing SQL or its own hints.
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    # PostgreSQL says "relation ... does not exist", SQLite "no such table": a fresh database.
+    if isinstance(exc, ProgrammingError) or (isinstance(exc, OperationalError) and "no such table" in detail):
+        return (
+            f"The database at DATABASE_URL has no Kalshi Insights tables yet ({detail}). "
+            "Run `python manage.py migrate` first."
+        )
+    return f"The database is unreachable ({detail}). Check DATABASE_URL and that the server is running."
