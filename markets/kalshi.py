@@ -550,9 +550,8 @@ class MarketsPage:
     """One page of markets: quotes parsed for all, full objects parsed on demand."""
 
     quotes: list[KalshiQuote]
-    # Each market's JSON exactly as received, keyed by ticker (a view into the page's body:
-    # `bytes(page.raw[t])` for a copy).
-    raw: dict[str, msgspec.Raw]
+    # Each market's JSON exactly as received, keyed by ticker.
+    raw: dict[str, bytes]
     skipped: list[SkippedObject]
     cursor: str | None
     received_at: datetime
@@ -1214,7 +1213,7 @@ class KalshiClient:
         quotes, pairs, skipped = _parse_each(page.markets, KalshiQuote)
         return MarketsPage(
             quotes=quotes,
-            raw={obj.ticker: data for data, obj in pairs},
+            raw={obj.ticker: bytes(data) for data, obj in pairs},
             skipped=skipped,
             cursor=page.cursor or None,
             received_at=received_at,

@@ -20,6 +20,7 @@ import redis
 from django.conf import settings
 
 from markets.kalshi import (
+    QUOTE_VALUE_NAMES,
     KalshiClient,
     KalshiError,
     MalformedPayload,
@@ -76,7 +77,7 @@ def test_it_parses_the_current_markets_page(kalshi_client, kalshi_fixture):
     assert page.skipped == []
     assert [q.ticker for q in page.quotes] == ["KXNFLGAME-26OCT08TBDAL-DAL", "KXNFLGAME-26OCT08TBDAL-TB"]
     dal = page.quotes[0]
-    assert dal.quote == (
+    assert dal.values()[:10] == (
         D("0.8000"),
         D("0.8100"),
         D("0.1900"),
@@ -88,8 +89,11 @@ def test_it_parses_the_current_markets_page(kalshi_client, kalshi_fixture):
         D("202329.86"),
         D("242310.93"),
     )
-    assert dal.updated_time == datetime(2026, 9, 29, 4, 5, 0, 889551, tzinfo=UTC)
+    # The poller compares Kalshi's exact strings; the full object has the parsed time.
+    assert dal.updated_time == "2026-09-29T04:05:00.889551Z"
+    assert dal.checked_texts()[0] == "0.8000"
     market = page.market("KXNFLGAME-26OCT08TBDAL-DAL")
+    assert market.updated_time == datetime(2026, 9, 29, 4, 5, 0, 889551, tzinfo=UTC)
     assert market.previous_yes_bid == D("0.8300")
     assert market.notional_value == D("1.0000")
     assert market.settlement_value is None
@@ -127,19 +131,23 @@ def test_it_reads_legacy_cents_when_dollar_fields_are_absent(kalshi_client, kals
     page = client.get_markets_page()
     quote, market = page.quotes[0], page.market("KXELONMARS-99")
 
-    for parsed in (quote, market):
-        assert parsed.yes_bid == D("0.06")
-        assert parsed.yes_ask == D("0.07")
-        assert parsed.no_bid == D("0.93")
-        assert parsed.no_ask == D("0.94")
-        assert parsed.last_price == D("0.06")
-        assert parsed.volume == D(35001)
-        assert parsed.volume_24h == D(10)
-        assert parsed.open_interest == D(13679)
+    values = dict(zip(QUOTE_VALUE_NAMES, quote.values(), strict=True))
+    for name, expected in (
+        ("yes_bid", D("0.06")),
+        ("yes_ask", D("0.07")),
+        ("no_bid", D("0.93")),
+        ("no_ask", D("0.94")),
+        ("last_price", D("0.06")),
+        ("volume", D(35001)),
+        ("volume_24h", D(10)),
+        ("open_interest", D(13679)),
+    ):
+        assert values[name] == expected, name
+        assert getattr(market, name) == expected, name
     assert market.notional_value == D(1)
     # The same market with its dollar strings gives the same numbers.
     with_dollars = kalshi_client(routes({"/markets": {"markets": [legacy], "cursor": ""}})).get_markets_page()
-    assert with_dollars.quotes[0].quote == quote.quote
+    assert with_dollars.quotes[0].values() == quote.values()
 
 
 def test_it_turns_unset_times_into_none(kalshi_client, kalshi_fixture):
@@ -216,7 +224,7 @@ def test_it_parses_single_markets(kalshi_client, kalshi_fixture):
         == kalshi_client(routes({"/markets": {"markets": [nested], "cursor": ""}}))
         .get_markets_page()
         .quotes[0]
-        .quote
+        .values()[:10]
     )
 
     combo, raw = client.get_market_raw(legacy["market"]["ticker"])
@@ -238,8 +246,12 @@ def test_it_skips_a_malformed_market_and_keeps_the_page(kalshi_client, kalshi_fi
 
     page = client.get_markets_page()
 
-    assert [s.ticker for s in page.skipped] == ["KXNFLGAME-26OCT08TBDAL-DAL"]
-    assert [q.ticker for q in page.quotes] == ["KXNFLGAME-26OCT08TBDAL-TB"]
+    # Quotes are decoded for every market and validated when their values are read, so the
+    # poller pays for Decimals only on markets that changed.
+    dal, tb = page.quotes
+    with pytest.raises(MalformedPayload, match="eighty cents"):
+        dal.values()
+    assert tb.values()[0] == D("0.1900")
     with pytest.raises(MalformedPayload, match="close_time"):
         page.market("KXNFLGAME-26OCT08TBDAL-TB")
     assert page.full_markets() == []
@@ -252,7 +264,9 @@ def test_it_rejects_a_price_outside_zero_to_one(kalshi_client, kalshi_fixture):
 
     page = client.get_markets_page()
 
-    assert page.quotes == []
+    with pytest.raises(MalformedPayload, match="yes_ask_dollars=1.0100 is out of range"):
+        page.quotes[0].values()
+    assert page.full_markets() == []
     assert "outside [0, 1]" in page.skipped[0].reason
 
 

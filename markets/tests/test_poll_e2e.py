@@ -95,6 +95,7 @@ def test_the_next_cycle_writes_snapshots_only_for_markets_that_moved(fake, clien
         first, second = market.snapshots.order_by("captured_at")
         assert_stored(second, expected[ticker])
         assert_stored(market, expected[ticker])
+        assert first.volume is not None and second.volume is not None
         assert second.volume > first.volume  # a forced move always trades
 
     # A random tick: exactly the polled markets it moved get a snapshot.
