@@ -51,6 +51,18 @@ def kalshi_client() -> Iterator[Callable[[Route], KalshiClient]]:
 
 
 @pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Undo logging changes a test leaks: Celery's in-process test worker sets the root level."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
+@pytest.fixture(autouse=True)
 def _api_throttling_off(settings: Any) -> None:
     """No API throttling in tests: its counters live in Redis and outlast a test run.
 

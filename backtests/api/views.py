@@ -47,6 +47,17 @@ def _page_of(name: str, item: serializers.Serializer[Any]) -> serializers.Serial
     )
 
 
+class ListQuerySerializer(serializers.Serializer[dict[str, Any]]):
+    # DRF's CharField also refuses NUL characters, which PostgreSQL cannot compare against.
+    status = serializers.CharField(required=False, allow_blank=True)
+    strategy = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+    def validate_status(self, value: str) -> str:
+        if value and value not in RunStatus.values:
+            raise ValidationError(f"must be one of {', '.join(RunStatus.values)}")
+        return value
+
+
 class BacktestListCreateApi(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
 
@@ -61,13 +72,12 @@ class BacktestListCreateApi(APIView):
         responses=_page_of("PaginatedBacktestRunList", BacktestRunSerializer(many=True)),
     )
     def get(self, request: Request) -> Response:
+        query = ListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         qs = BacktestRun.objects.for_list()
-        run_status = request.query_params.get("status")
-        if run_status:
-            if run_status not in RunStatus.values:
-                raise ValidationError({"status": f"must be one of {', '.join(RunStatus.values)}"})
+        if run_status := query.validated_data.get("status"):
             qs = qs.filter(status=run_status)
-        if strategy := request.query_params.get("strategy"):
+        if strategy := query.validated_data.get("strategy"):
             qs = qs.filter(strategy=strategy)
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)

@@ -118,3 +118,9 @@ def test_it_rejects_bad_input_with_a_message(api, recorded, payload, message):
     response = api.post("/api/v1/backtests/", payload, format="json")
     assert response.status_code == 400
     assert message in str(response.json())
+
+
+def test_it_rejects_a_nul_character_in_a_filter(api):
+    response = api.get("/api/v1/backtests/", {"strategy": "mean\x00reversion"})
+    assert response.status_code == 400
+    assert "Null characters are not allowed" in str(response.json()["errors"]["strategy"])
