@@ -4,33 +4,37 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
+
+
+def create_database_if_missing(db: Mapping[str, Any]) -> None:
+    """Create the PostgreSQL database a Django DATABASES entry names, if it does not exist."""
+    import psycopg
+
+    if "postgresql" not in db["ENGINE"]:
+        raise SystemExit(
+            "Benchmarks need PostgreSQL: set BENCH_DATABASE_URL=postgres://... (./dev bench does)."
+        )
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
 def setup_django() -> None:
     """Create the bench database if needed, then django.setup() and migrate."""
     import dj_database_url
-    import psycopg
 
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        raise SystemExit(
-            "Benchmarks need PostgreSQL: set BENCH_DATABASE_URL=postgres://... (./dev bench does)."
-        )
-    cfg = dj_database_url.parse(url)
-    with psycopg.connect(
-        host=cfg["HOST"],
-        port=cfg["PORT"] or 5432,
-        user=cfg["USER"],
-        password=cfg["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
+    create_database_if_missing(dj_database_url.parse(os.environ.get("DATABASE_URL", "")))
     import django
     from django.core.management import call_command
 

@@ -36,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from ._db import create_database_if_missing
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PORTS = range(18300, 18400)
 TEMPLATE = BASE_DIR / "markets" / "tests" / "fixtures" / "kalshi" / "2026-10_markets_page.json"
@@ -66,23 +68,10 @@ class Measurement:
 
 def ensure_database() -> None:
     """Create the benchmark database if it does not exist, then migrate it."""
-    import psycopg
     from django.conf import settings
     from django.core.management import call_command
 
-    db = settings.DATABASES["default"]
-    if "postgresql" not in db["ENGINE"]:
-        sys.exit("The API benchmark needs PostgreSQL: set BENCH_DATABASE_URL=postgres://...")
-    with psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    create_database_if_missing(settings.DATABASES["default"])
     call_command("migrate", verbosity=0)
 
 

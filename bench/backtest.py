@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ._db import setup_django
+
 MICRO = 1_000_000
 
 
@@ -225,42 +227,14 @@ def bench_engine(rows: int, markets: int) -> None:
     print(f"  best in sample: {best.params}  sharpe {best.in_sample['sharpe']}")
 
 
-def ensure_database() -> None:
-    import dj_database_url
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        raise SystemExit(
-            "DATABASE_URL must point at PostgreSQL for the loading benchmark (BENCH_DATABASE_URL)."
-        )
-    cfg = dj_database_url.parse(url)
-    with psycopg.connect(
-        host=cfg["HOST"],
-        port=cfg["PORT"] or 5432,
-        user=cfg["USER"],
-        password=cfg["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone():
-            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
-
-
 def bench_loading(rows: int, markets: int) -> None:
-    ensure_database()
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalshi_insights.settings")
-    django.setup()
+    setup_django()
     import pandas as pd
-    from django.core.management import call_command
     from django.db import connection
 
     from backtests import data
     from markets.models import Event, Market, MarketSnapshot
 
-    call_command("migrate", verbosity=0)
     per = rows // markets
     existing = MarketSnapshot.objects.filter(market__ticker__startswith="BENCHLOAD-").count()
     if existing != per * markets:

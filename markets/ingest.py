@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from . import locks
 from .kalshi import (
+    QUOTE_VALUE_NAMES,
     KalshiClient,
     KalshiError,
     KalshiEvent,
@@ -40,7 +41,16 @@ from .kalshi import (
     MalformedPayload,
     MarketsPage,
 )
-from .models import Event, Market, MarketSnapshot, PollOutcome, PollRun, Series, SnapshotSource
+from .models import (
+    QUOTE_FIELDS,
+    Event,
+    Market,
+    MarketSnapshot,
+    PollOutcome,
+    PollRun,
+    Series,
+    SnapshotSource,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,39 +59,9 @@ POLL_LOCK_NAME = "poll-markets"
 REFERENCE_SYNC_BUDGET = 40
 EVENTS_PER_REQUEST = 100
 
-SNAPSHOT_COLUMNS = (
-    "market_id",
-    "captured_at",
-    "source",
-    "yes_bid",
-    "yes_ask",
-    "no_bid",
-    "no_ask",
-    "last_price",
-    "yes_bid_size",
-    "yes_ask_size",
-    "volume",
-    "volume_24h",
-    "open_interest",
-)
+SNAPSHOT_COLUMNS = ("market_id", "captured_at", "source", *QUOTE_FIELDS)
 # Columns the quote path rewrites on Market, after `id`.
-_QUOTE_UPDATE_COLUMNS = (
-    "yes_bid",
-    "yes_ask",
-    "no_bid",
-    "no_ask",
-    "last_price",
-    "yes_bid_size",
-    "yes_ask_size",
-    "volume",
-    "volume_24h",
-    "open_interest",
-    "previous_yes_bid",
-    "previous_yes_ask",
-    "previous_price",
-    "quote_digest",
-    "last_snapshot_at",
-)
+_QUOTE_UPDATE_COLUMNS = (*QUOTE_VALUE_NAMES, "quote_digest", "last_snapshot_at")
 
 
 @dataclass

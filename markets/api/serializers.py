@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from markets.models import Event, Market, MarketSnapshot, PollOutcome, PollRun, Series
+from markets.models import QUOTE_FIELDS, Event, Market, MarketSnapshot, PollOutcome, PollRun, Series
 
 from .fields import (
     ContractsField,
@@ -249,21 +249,7 @@ class MarketSnapshotSerializer(FastReadSerializer[MarketSnapshot]):
 
     class Meta:
         model = MarketSnapshot
-        fields = [
-            "captured_at",
-            "source",
-            "sequence",
-            "yes_bid",
-            "yes_ask",
-            "no_bid",
-            "no_ask",
-            "last_price",
-            "yes_bid_size",
-            "yes_ask_size",
-            "volume",
-            "volume_24h",
-            "open_interest",
-        ]
+        fields = ["captured_at", "source", "sequence", *QUOTE_FIELDS]
         read_only_fields = fields
 
 
