@@ -11,7 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When, Window
+from django.db.models.functions import Abs, Lag
 from django.utils import timezone
 
 # Kalshi emits up to 6 decimals for dollar amounts (market prices use 4) and 2 for counts.
@@ -151,6 +152,115 @@ class MarketQuerySet(models.QuerySet["Market"]):
     def with_event(self) -> MarketQuerySet:
         return self.select_related("event", "event__series")
 
+    # --- The market table (pages and API) -------------------------------------------------------
+
+    def in_status_group(self, group: str) -> MarketQuerySet:
+        """Markets in one of STATUS_GROUPS ("open", "upcoming", "paused", "closed", "settled", "all")."""
+        try:
+            statuses = STATUS_GROUPS[group]
+        except KeyError:
+            raise ValueError(
+                f"Unknown status group {group!r}; use one of {', '.join(STATUS_GROUPS)}."
+            ) from None
+        return self if statuses is None else self.filter(status__in=statuses)
+
+    def search(self, text: str) -> MarketQuerySet:
+        """Markets whose ticker, title or yes-side subtitle contains `text` (case-insensitive)."""
+        text = text.strip()
+        if not text:
+            return self
+        return self.filter(
+            Q(ticker__icontains=text) | Q(title__icontains=text) | Q(yes_sub_title__icontains=text)
+        )
+
+    def in_category(self, category: str) -> MarketQuerySet:
+        # The event's own category is deprecated upstream but is all we know until the series
+        # has been synced, so either one matching counts.
+        return self.filter(Q(event__series__category=category) | Q(event__category=category))
+
+    def in_series(self, series_ticker: str) -> MarketQuerySet:
+        # Markets only name their event; until the event is synced its series link is empty, and
+        # Kalshi's event tickers start with the series ticker, so that prefix is the fallback.
+        ticker = series_ticker.strip().upper()
+        return self.filter(Q(event__series__ticker=ticker) | Q(event__ticker__startswith=f"{ticker}-"))
+
+    def with_quote_metrics(self) -> MarketQuerySet:
+        """Annotate `book_spread` (None unless both sides are quoted), `price_change` and `price_move`.
+
+        `price_change` is last price minus Kalshi's `previous_price` (its "a day ago" value).
+        """
+        return self.annotate(
+            book_spread=Case(
+                When(yes_bid__gt=0, yes_ask__gt=0, yes_ask__lt=1, then=F("yes_ask") - F("yes_bid")),
+                default=Value(None),
+                output_field=models.DecimalField(max_digits=10, decimal_places=6),
+            ),
+            price_change=F("last_price") - F("previous_price"),
+            price_move=Abs(F("last_price") - F("previous_price")),
+        )
+
+    def sorted_by(self, sort: str) -> MarketQuerySet:
+        """Order by one of TABLE_SORTS; needs `with_quote_metrics()` for "movers" and "spread"."""
+        try:
+            ordering = TABLE_SORTS[sort]
+        except KeyError:
+            raise ValueError(f"Unknown sort {sort!r}; use one of {', '.join(TABLE_SORTS)}.") from None
+        return self.order_by(*ordering)
+
+    def for_table(self) -> MarketQuerySet:
+        """Only what a row of the market table shows: no raw JSON, no rules text."""
+        return (
+            self.select_related("event", "event__series")
+            .only(
+                *TABLE_FIELDS,
+                "event__ticker",
+                "event__title",
+                "event__series__ticker",
+                "event__series__category",
+            )
+            .with_quote_metrics()
+        )
+
+
+# Page filter name → Market.status values (None: any status).
+STATUS_GROUPS: dict[str, list[str] | None] = {
+    "open": [MarketStatus.ACTIVE],
+    "upcoming": [MarketStatus.INITIALIZED],
+    "paused": [MarketStatus.INACTIVE],
+    "closed": [MarketStatus.CLOSED, MarketStatus.DETERMINED, MarketStatus.DISPUTED, MarketStatus.AMENDED],
+    "settled": [MarketStatus.FINALIZED],
+    "all": None,
+}
+
+# Table sort name → ordering. Nulls go last so a market with no quote never tops a list, and the
+# ticker breaks ties so paging is stable.
+TABLE_SORTS: dict[str, tuple[Any, ...]] = {
+    "volume": (F("volume_24h").desc(nulls_last=True), "ticker"),
+    "movers": (F("price_move").desc(nulls_last=True), F("volume_24h").desc(nulls_last=True), "ticker"),
+    "closing": (F("close_time").asc(nulls_last=True), "ticker"),
+    "spread": (F("book_spread").desc(nulls_last=True), "ticker"),
+    "newest": (F("open_time").desc(nulls_last=True), "-id"),
+}
+
+TABLE_FIELDS = (
+    "ticker",
+    "event",
+    "title",
+    "yes_sub_title",
+    "status",
+    "result",
+    "close_time",
+    "open_time",
+    "yes_bid",
+    "yes_ask",
+    "last_price",
+    "previous_price",
+    "previous_yes_bid",
+    "volume_24h",
+    "open_interest",
+    "last_snapshot_at",
+)
+
 
 class Market(models.Model):
     # 32-bit keys keep every snapshot row and its index entry 4 bytes smaller; Kalshi has listed
@@ -287,6 +397,10 @@ class MarketSnapshotQuerySet(models.QuerySet["MarketSnapshot"]):
     def from_source(self, source: str) -> MarketSnapshotQuerySet:
         return self.filter(source=source)
 
+    def newest_first(self) -> MarketSnapshotQuerySet:
+        # (captured_at, source) descending walks the unique index backwards for one market.
+        return self.order_by("-captured_at", "-source")
+
 
 class MarketSnapshot(models.Model):
     """One observed quote for a market. Written only when the quote changed (plus heartbeats)."""
@@ -352,6 +466,27 @@ class PollRunQuerySet(models.QuerySet["PollRun"]):
 
     def successful(self) -> PollRunQuerySet:
         return self.filter(outcome__in=[PollOutcome.OK, PollOutcome.PARTIAL])
+
+    def latest_success(self) -> PollRun | None:
+        """The most recent cycle that stored data; its `finished_at` is when the data was fresh."""
+        return self.successful().filter(finished_at__isnull=False).order_by("-started_at").first()
+
+    def gaps(self, *, since: datetime, longer_than: timedelta) -> list[tuple[datetime, datetime]]:
+        """Stretches after `since` with no successful cycle starting for more than `longer_than`.
+
+        Each gap is (last successful start before it, next successful start). A gap that is still
+        open (polling stopped and has not resumed) is not included: compare `latest_success()` with
+        the clock for that.
+        """
+        starts = (
+            self.successful()
+            .filter(started_at__gte=since)
+            .annotate(previous_start=Window(Lag("started_at"), order_by=F("started_at").asc()))
+            .filter(started_at__gt=F("previous_start") + longer_than)
+            .values_list("previous_start", "started_at")
+            .order_by("started_at")
+        )
+        return list(starts)
 
 
 class PollRun(models.Model):
