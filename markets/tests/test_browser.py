@@ -75,8 +75,12 @@ class Session:
         self.requests: list[str] = []
         self.errors: list[str] = []
         page.on("request", lambda r: self.requests.append(r.url))
-        page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
 
     def goto(self, path: str) -> None:
         response = self.page.goto(self.base_url + path)
@@ -281,7 +285,7 @@ def test_it_stops_polling_while_the_tab_is_hidden(session, exchange, kalshi_clie
 
 
 def chart_state(session: Session) -> dict[str, Any]:
-    return session.page.evaluate(
+    state: dict[str, Any] = session.page.evaluate(
         """() => {
             const gd = document.getElementById('price-chart');
             return {
@@ -294,6 +298,7 @@ def chart_state(session: Session) -> dict[str, Any]:
             };
         }"""
     )
+    return state
 
 
 def test_it_draws_the_chart_and_a_range_button_changes_it(session, exchange, kalshi_client):

@@ -2,16 +2,19 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
 import pytest
 from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from markets import status
+from markets.admin import EstimatedCountPaginator
 from markets.models import MarketSnapshot, MarketStatus, PollOutcome, SnapshotSource
 from markets.tests.factories import (
     EventFactory,
@@ -512,3 +515,89 @@ def test_it_names_the_celery_queue_consumers_on_a_real_broker():
     assert time.monotonic() - started < 2.5
     assert state.error == "" and state.answered == [] and not state.poller_alive
     assert reverse("markets:status") == "/status/"
+
+
+# --------------------------------------------------------------------------------------------------
+# Admin on a big snapshot table
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def snapshots_over_two_months():
+    big = MarketFactory.create(ticker="KXBIG-1")
+    other = MarketFactory.create(ticker="KXOTHER-1")
+    start = datetime(2026, 8, 30, tzinfo=UTC)
+    MarketSnapshot.objects.bulk_create(
+        MarketSnapshot(
+            market=big if i % 3 else other,
+            captured_at=start + timedelta(hours=6 * i),
+            source=SnapshotSource.BACKFILL if i < 20 else SnapshotSource.POLL,
+            yes_bid=Decimal("0.40"),
+            yes_ask=Decimal("0.42"),
+        )
+        for i in range(150)  # 2026-08-30 .. 2026-10-06
+    )
+    return big, other
+
+
+def test_it_lists_snapshots_in_the_admin_without_scanning_the_table(admin_client, snapshots_over_two_months):
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/admin/markets/marketsnapshot/?source__exact=poll")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "130 market snapshots" in html
+    sql = [q["sql"].upper() for q in queries.captured_queries]
+    counts = [q for q in sql if "COUNT(" in q]
+    assert counts and all("LIMIT" in q for q in counts)  # bounded counts only
+    assert not [q for q in sql if "DISTINCT" in q or "DATE_TRUNC" in q or "MIN(" in q]
+    # The drill-down offers the months that have rows under the current filter (polled rows
+    # start in September; August holds only backfilled ones).
+    assert "captured_at__month=9" in html and "captured_at__month=10" in html
+    assert "captured_at__month=8" not in html and "captured_at__month=11" not in html
+
+
+def test_it_drills_down_to_days_that_have_snapshots(admin_client, snapshots_over_two_months):
+    html = admin_client.get(
+        "/admin/markets/marketsnapshot/?captured_at__year=2026&captured_at__month=8"
+    ).content
+    days = sorted(set(re.findall(r"captured_at__day=(\d+)", html.decode())))
+    assert days == ["30", "31"]
+    day = admin_client.get(
+        "/admin/markets/marketsnapshot/?captured_at__year=2026&captured_at__month=8&captured_at__day=31"
+    )
+    assert "4 market snapshots" in day.content.decode()
+
+
+def test_it_searches_snapshots_by_exact_ticker(admin_client, snapshots_over_two_months):
+    big, other = snapshots_over_two_months
+
+    found = admin_client.get("/admin/markets/marketsnapshot/?q=KXOTHER-1").content.decode()
+    missing = admin_client.get("/admin/markets/marketsnapshot/?q=KXNOPE").content.decode()
+
+    assert "50 market snapshots" in found
+    assert "0 market snapshots" in missing
+
+
+def test_it_shows_a_snapshot_read_only(admin_client, snapshots_over_two_months):
+    snapshot = MarketSnapshot.objects.order_by("id").first()
+    assert snapshot is not None
+
+    response = admin_client.get(f"/admin/markets/marketsnapshot/{snapshot.pk}/change/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "KXBIG-1" in html or "KXOTHER-1" in html
+    assert 'name="_save"' not in html
+
+
+@pytest.mark.postgres
+def test_it_estimates_counts_past_the_limit(snapshots_over_two_months, monkeypatch):
+    monkeypatch.setattr(EstimatedCountPaginator, "COUNT_LIMIT", 10)
+    queryset = MarketSnapshot.objects.filter(source="poll").order_by("-id")
+
+    count = EstimatedCountPaginator(queryset, 100).count
+
+    assert count >= 11  # not the exact 130: the planner's estimate, at least past the limit
+    assert EstimatedCountPaginator(MarketSnapshot.objects.filter(market__ticker="KXOTHER-1"), 100).count >= 11
+    assert EstimatedCountPaginator(MarketSnapshot.objects.filter(source="websocket"), 100).count == 0
