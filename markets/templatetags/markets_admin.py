@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from calendar import monthrange
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import template
 from django.contrib.admin.views.main import ChangeList
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import formats, timezone
 from django.utils.text import capfirst
@@ -21,6 +24,29 @@ FIRST_YEAR = 2021
 
 def _has_rows(queryset: QuerySet[Any], field: str, start: datetime, end: datetime) -> bool:
     return queryset.filter(**{f"{field}__gte": start, f"{field}__lt": end}).exists()
+
+
+@contextmanager
+def _bitmap_scans_only() -> Iterator[None]:
+    """On PostgreSQL, make EXISTS probes use bitmap scans (the BRIN index, or the per-market
+    B-tree) for the duration of the block.
+
+    For `EXISTS (... LIMIT 1)` the planner prefers walking the primary key and stopping at the
+    first match, assuming matches are spread evenly; in a time-ordered table a period's rows sit
+    together, so that walk can cross millions of rows. A bitmap scan goes straight to them.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('enable_indexscan'), current_setting('enable_seqscan')")
+        indexscan, seqscan = cursor.fetchone()
+        cursor.execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off")
+        try:
+            yield
+        finally:
+            cursor.execute(f"SET LOCAL enable_indexscan = {'on' if indexscan == 'on' else 'off'}")
+            cursor.execute(f"SET LOCAL enable_seqscan = {'on' if seqscan == 'on' else 'off'}")
 
 
 def years_with_rows(queryset: QuerySet[Any], field: str, now: datetime) -> list[int]:
@@ -51,13 +77,24 @@ def days_with_rows(queryset: QuerySet[Any], field: str, year: int, month: int) -
 
 @register.inclusion_tag("admin/date_hierarchy.html")
 def snapshot_date_hierarchy(cl: ChangeList) -> dict[str, Any]:
-    """Same links and markup as Django's `{% date_hierarchy %}`; periods without rows are left out."""
+    """Same links and markup as Django's `{% date_hierarchy %}`; periods without rows are left out.
+
+    The probed rows come from the model admin's `date_probe_queryset(cl)` when it has one.
+    """
+    probe = getattr(cl.model_admin, "date_probe_queryset", None)
+    queryset, bitmap = probe(cl) if probe else (cl.queryset, False)
+    if not bitmap:
+        return _date_hierarchy(cl, queryset)
+    with _bitmap_scans_only():
+        return _date_hierarchy(cl, queryset)
+
+
+def _date_hierarchy(cl: ChangeList, queryset: QuerySet[Any]) -> dict[str, Any]:
     field = cl.date_hierarchy
     year_field, month_field, day_field = f"{field}__year", f"{field}__month", f"{field}__day"
     year_lookup = cl.params.get(year_field)
     month_lookup = cl.params.get(month_field)
     day_lookup = cl.params.get(day_field)
-    queryset = cl.queryset
 
     def link(filters: dict[str, Any]) -> str:
         return cl.get_query_string(filters, [f"{field}__"])

@@ -551,10 +551,25 @@ def test_it_lists_snapshots_in_the_admin_without_scanning_the_table(admin_client
     counts = [q for q in sql if "COUNT(" in q]
     assert counts and all("LIMIT" in q for q in counts)  # bounded counts only
     assert not [q for q in sql if "DISTINCT" in q or "DATE_TRUNC" in q or "MIN(" in q]
-    # The drill-down offers the months that have rows under the current filter (polled rows
-    # start in September; August holds only backfilled ones).
-    assert "captured_at__month=9" in html and "captured_at__month=10" in html
-    assert "captured_at__month=8" not in html and "captured_at__month=11" not in html
+    # The drill-down offers the months that hold snapshots (of any source: probing a source
+    # has no index to use), and no others.
+    assert all(f"captured_at__month={m}" in html for m in (8, 9, 10))
+    assert "captured_at__month=11" not in html and "captured_at__month=7" not in html
+
+
+def test_it_limits_the_drill_down_to_the_searched_market(admin_client, snapshots_over_two_months):
+    big, other = snapshots_over_two_months
+    MarketSnapshot.objects.create(
+        market=MarketFactory.create(ticker="KXLATE-1"), captured_at=datetime(2026, 12, 1, tzinfo=UTC)
+    )
+
+    everything = admin_client.get("/admin/markets/marketsnapshot/?captured_at__year=2026").content.decode()
+    one = admin_client.get(
+        "/admin/markets/marketsnapshot/?captured_at__year=2026&q=KXOTHER-1"
+    ).content.decode()
+
+    assert "captured_at__month=12" in everything
+    assert "captured_at__month=12" not in one and "captured_at__month=9" in one
 
 
 def test_it_drills_down_to_days_that_have_snapshots(admin_client, snapshots_over_two_months):
