@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -486,23 +487,27 @@ def collect_static(env: dict[str, str]) -> None:
     )
 
 
-def start_server(workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(workers: int, *, page_cache: bool = True) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
+        "KALSHI_PAGE_CACHE_SECONDS": os.environ.get("KALSHI_PAGE_CACHE_SECONDS", "5") if page_cache else "0",
         "DEBUG": "false",
         "SECRET_KEY": "bench-only-not-secret",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "KALSHI_INSIGHTS_VAR_DIR": str(BASE_DIR / "var" / "bench-show"),
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "ERROR",
     }
     collect_static(env)
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    # The server's own log (Django logs every 404 of the baseline) goes to a file, not the report.
+    log = (Path(env["KALSHI_INSIGHTS_VAR_DIR"]) / "gunicorn.log").open("ab")
     process = subprocess.Popen(
         [gunicorn, "kalshi_insights.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
          "--log-level", "warning"],
-        cwd=BASE_DIR, env=env, start_new_session=True,
+        cwd=BASE_DIR, env=env, start_new_session=True, stdout=log, stderr=log,
     )  # fmt: skip
+    log.close()  # the child keeps its own descriptor
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -532,10 +537,16 @@ def _to_ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def load(url: str, *, duration: int, connections: int, headers: dict[str, str]) -> dict[str, float]:
+def load(
+    url: str, *, duration: int, connections: int, headers: dict[str, str], expect: int = 200
+) -> dict[str, float]:
     """Requests/s and latency percentiles for `url` under `connections` concurrent clients."""
     for _ in range(20):  # warm the workers' connections and template caches
-        urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).read()
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10).read()
+        except urllib.error.HTTPError as exc:
+            if exc.code != expect:
+                raise
     wrk = shutil.which("wrk")
     if wrk:
         command = [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url]
@@ -544,7 +555,7 @@ def load(url: str, *, duration: int, connections: int, headers: dict[str, str]) 
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M))
-        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out) if expect == 200 else None
         return {
             "rps": rps,
             "p50": _to_ms(pct["50"]),
@@ -552,10 +563,12 @@ def load(url: str, *, duration: int, connections: int, headers: dict[str, str]) 
             "p99": _to_ms(pct["99"]),
             "errors": float(errors.group(1)) if errors else 0.0,
         }
-    return _python_load(url, duration=duration, connections=connections, headers=headers)
+    return _python_load(url, duration=duration, connections=connections, headers=headers, expect=expect)
 
 
-def _python_load(url: str, *, duration: int, connections: int, headers: dict[str, str]) -> dict[str, float]:
+def _python_load(
+    url: str, *, duration: int, connections: int, headers: dict[str, str], expect: int
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -568,7 +581,9 @@ def _python_load(url: str, *, duration: int, connections: int, headers: dict[str
             try:
                 with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
                     r.read()
-                ok = True
+                ok = expect == 200
+            except urllib.error.HTTPError as exc:
+                ok = exc.code == expect
             except OSError:
                 ok = False
             with lock:
@@ -595,34 +610,40 @@ def bench_http(*, duration: int, connections: int, workers: int) -> None:
         f"\n4. Pages over HTTP: gunicorn ({workers} sync workers, DEBUG=false) + "
         f"{'wrk' if shutil.which('wrk') else 'Python threads'}, {connections} connections, {duration} s each"
     )
-    process, url = start_server(workers)
-    try:
-        cases = [
-            ("baseline: 404 page through the same stack", "/markets/NO-SUCH-MARKET/", {}),
-            ("table page /", "/", {}),
-            ("table fragment / (HX-Request, what polling fetches)", "/", {"HX-Request": "true"}),
-            ("table page /?sort=movers", "/?sort=movers", {}),
-            ("table page /?q=thing 42&sort=spread", "/?q=thing+42&sort=spread", {}),
-            ("chart JSON, 1M-snapshot market, range=all", f"/markets/{BIG_TICKER}/chart/?range=all", {}),
-        ]
-        baseline = 0.0
-        for label, path, headers in cases:
-            stats = load(url + path, duration=duration, connections=connections, headers=headers)
-            if label.startswith("baseline"):
-                baseline = stats["rps"]
-            errors = f"  ERRORS {int(stats['errors'])}" if stats["errors"] else ""
-            share = (
-                f"  ({stats['rps'] / baseline:.0%} of baseline)"
-                if baseline and not label.startswith("base")
-                else ""
-            )
-            report(
-                label,
-                f"{stats['rps']:7.1f} req/s  p50 {stats['p50']:6.2f} ms  p90 {stats['p90']:6.2f} ms  "
-                f"p99 {stats['p99']:6.2f} ms{errors}{share}",
-            )
-    finally:
-        stop_server(process)
+    cached = [
+        ("baseline: 404 page through the same stack", "/markets/NO-SUCH-MARKET/", {}),
+        ("table page /", "/", {}),
+        ("table fragment / (HX-Request: what each poll fetches)", "/", {"HX-Request": "true"}),
+        ("table page /?sort=movers", "/?sort=movers", {}),
+        ("table page /?q=thing 42&sort=spread", "/?q=thing+42&sort=spread", {}),
+        ("market page (1M-snapshot market)", f"/markets/{BIG_TICKER}/", {}),
+        ("chart JSON, 1M-snapshot market, range=all", f"/markets/{BIG_TICKER}/chart/?range=all", {}),
+        ("chart JSON, 1M-snapshot market, range=1d", f"/markets/{BIG_TICKER}/chart/?range=1d", {}),
+    ]
+    uncached = [
+        ("table page / (page cache off: every request renders)", "/", {}),
+        ("table fragment / (page cache off)", "/", {"HX-Request": "true"}),
+    ]
+    baseline = 0.0
+    for page_cache, cases in ((True, cached), (False, uncached)):
+        process, url = start_server(workers, page_cache=page_cache)
+        try:
+            for label, path, headers in cases:
+                expect = 404 if label.startswith("baseline") else 200
+                stats = load(
+                    url + path, duration=duration, connections=connections, headers=headers, expect=expect
+                )
+                if label.startswith("baseline"):
+                    baseline = stats["rps"]
+                errors = f"  ERRORS {int(stats['errors'])}" if stats["errors"] else ""
+                share = f"  ({stats['rps'] / baseline:.0%} of baseline)" if baseline and expect == 200 else ""
+                report(
+                    label,
+                    f"{stats['rps']:7.1f} req/s  p50 {stats['p50']:6.2f} ms  p90 {stats['p90']:6.2f} ms  "
+                    f"p99 {stats['p99']:6.2f} ms{errors}{share}",
+                )
+        finally:
+            stop_server(process)
 
 
 def storage() -> None:

@@ -1,11 +1,14 @@
 """Pages: the market table, one market, one event, and the collector's status.
 
-Each page is one view; an htmx request gets the page's `_fragment.html` rendered with the same
-context (STYLE.md 15), which is what the fragments' polling and the filter/sort/range links fetch.
+Each page is one view; an htmx request gets the page's `_fragment.html` (STYLE.md 15), which is
+what the fragments' polling and the filter/sort/range links fetch. The market table's fragment is
+rendered once per poll-cycle page and shared through the cache (KALSHI_PAGE_CACHE_SECONDS); the
+full page embeds that same HTML.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,8 +18,10 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
@@ -92,6 +97,12 @@ def categories() -> list[str]:
     return result
 
 
+def table_version() -> str:
+    """Changes whenever a poll cycle starts or stores a page: the newest run's id and pages."""
+    run = PollRun.objects.order_by("-started_at").values_list("id", "pages", "outcome").first()
+    return "-" if run is None else "{}.{}.{}".format(*run)
+
+
 @require_GET
 @vary_on_headers("HX-Request")
 def index(request: HtmxHttpRequest) -> HttpResponse:
@@ -99,6 +110,33 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _bad_request(request, describe_errors(form))
     params = form.cleaned_data
+    # Every viewer (and every poll of every open tab) gets the same table until the poller
+    # stores something new, so the rendered fragment is shared through the cache.
+    ttl = settings.KALSHI_PAGE_CACHE_SECONDS
+    key = ""
+    table = None
+    if ttl > 0:
+        path = hashlib.sha256(request.get_full_path().encode()).hexdigest()[:32]
+        key = f"markets:table:{table_version()}:{path}"
+        table = status.safe_cache_get(key)
+    if table is None:
+        table = render_to_string("markets/_table.html", _table_context(params), request)
+        if key:
+            status.safe_cache_set(key, table, max(1, round(ttl)))
+    if _wants_fragment(request):
+        return HttpResponse(table)
+    context = {
+        "form": form,
+        "params": params,
+        "table": mark_safe(table),  # our own template's output, escaped as it was rendered
+        "categories": categories(),
+        "status_labels": STATUS_LABELS,
+        "filtered": bool(params["q"] or params["category"] or params["series"]),
+    }
+    return render(request, "markets/index.html", context)
+
+
+def _table_context(params: dict[str, Any]) -> dict[str, Any]:
     markets = Market.objects.for_table().in_status_group(params["status"])
     if params["q"]:
         markets = markets.search(params["q"])
@@ -108,19 +146,17 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
         markets = markets.in_series(params["series"])
     # get_page() clamps a page past the end to the last one instead of failing.
     page = Paginator(markets.sorted_by(params["sort"]), PAGE_SIZE).get_page(params["page"])
-    context = {
+    return {
         **_common(timezone.now()),
-        "form": form,
         "params": params,
         "page": page,
         "markets": page.object_list,
         "sort_labels": SORT_LABELS,
-        "status_labels": STATUS_LABELS,
         "filtered": bool(params["q"] or params["category"] or params["series"]),
+        # Reversing two URLs per row costs more than the rest of the row; the prefixes don't change.
+        "market_prefix": reverse("markets:market", args=["-"]).removesuffix("-/"),
+        "event_prefix": reverse("markets:event", args=["-"]).removesuffix("-/"),
     }
-    if not _wants_fragment(request):
-        context["categories"] = categories()
-    return _render_page(request, "markets/index.html", "markets/_table.html", context)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from markets import status
 from markets.admin import EstimatedCountPaginator
-from markets.models import MarketSnapshot, MarketStatus, PollOutcome, SnapshotSource
+from markets.models import Market, MarketSnapshot, MarketStatus, PollOutcome, PollRun, SnapshotSource
 from markets.tests.factories import (
     EventFactory,
     MarketFactory,
@@ -244,6 +244,32 @@ def test_it_shows_prices_in_cents_with_sub_cent_precision(client):
     )
     row = search(rf'<tr id="row-{market.ticker}".*?</tr>', client.get("/").content.decode())
     assert "41.5¢" in row and "42¢" in row and "0.25¢" in row and "0.5¢" in row
+
+
+def test_it_shares_the_rendered_table_until_a_poll_stores_a_page(client, settings, django_assert_num_queries):
+    settings.KALSHI_PAGE_CACHE_SECONDS = 60
+    market = MarketFactory.create(yes_bid=Decimal("0.41"))
+    run = PollRunFactory.create()
+    assert "41¢" in client.get("/", headers=HTMX).content.decode()
+
+    Market.objects.filter(pk=market.pk).update(yes_bid=Decimal("0.37"))
+    # A hit costs one query (the newest poll cycle) and shows what was rendered.
+    with django_assert_num_queries(1):
+        cached = client.get("/", headers=HTMX).content.decode()
+    assert "41¢" in cached and "37¢" not in cached
+
+    # The poller stores another page: the next request renders afresh.
+    PollRun.objects.filter(pk=run.pk).update(pages=2)
+    assert "37¢" in client.get("/", headers=HTMX).content.decode()
+    assert "37¢" in client.get("/").content.decode()  # the full page embeds the same fragment
+
+
+def test_it_renders_every_time_with_the_page_cache_off(client, settings):
+    settings.KALSHI_PAGE_CACHE_SECONDS = 0
+    market = MarketFactory.create(yes_bid=Decimal("0.41"))
+    client.get("/")
+    Market.objects.filter(pk=market.pk).update(yes_bid=Decimal("0.37"))
+    assert "37¢" in client.get("/").content.decode()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -614,5 +640,13 @@ def test_it_estimates_counts_past_the_limit(snapshots_over_two_months, monkeypat
     count = EstimatedCountPaginator(queryset, 100).count
 
     assert count >= 11  # not the exact 130: the planner's estimate, at least past the limit
-    assert EstimatedCountPaginator(MarketSnapshot.objects.filter(market__ticker="KXOTHER-1"), 100).count >= 11
-    assert EstimatedCountPaginator(MarketSnapshot.objects.filter(source="websocket"), 100).count == 0
+    assert (
+        EstimatedCountPaginator(
+            MarketSnapshot.objects.filter(market__ticker="KXOTHER-1").order_by("-id"), 100
+        ).count
+        >= 11
+    )
+    assert (
+        EstimatedCountPaginator(MarketSnapshot.objects.filter(source="websocket").order_by("-id"), 100).count
+        == 0
+    )
