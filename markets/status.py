@@ -111,7 +111,7 @@ class Workers:
         return bool(self.pollers)
 
 
-def worker_state(*, timeout: float = 1.0, use_cache: bool = True) -> Workers:
+def worker_state(*, timeout: float = 0.5, use_cache: bool = True) -> Workers:
     """Ask the Celery workers which queues they consume; cached for WORKER_CHECK_CACHE_SECONDS.
 
     Never takes much longer than `timeout` (+1.5 s for a broker that accepts connections but does

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import connection
 
 from .display import real_ask, real_bid
-from .models import Market, MarketSnapshot
+from .models import Market, MarketSnapshot, SnapshotSource
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Bucket widths are "round" so that buckets stay put as time passes (a chart refreshed a minute
@@ -132,7 +132,9 @@ def downsample(
        start means the bucket holds no snapshot; it is skipped.
 
     One more probe reads the snapshot in force before `start`, so the first bucket's
-    `volume_traded` is known too. A 1M-snapshot market costs ~2,000 probes plus `exact_rows` rows
+    `volume_traded` is known too (`volume` is the market's cumulative count, as Kalshi reports it
+    and as polled rows store it; rows written by other sources must store it the same way).
+    A 1M-snapshot market costs ~2,000 probes plus `exact_rows` rows
     (`./dev bench show` measures it). On other databases (SQLite) every snapshot in the range is
     read and aggregated in Python: exact, and slower on long histories.
     """
@@ -147,6 +149,8 @@ def downsample(
             return []
         start = first if start is None else start
         end = last if end is None else end
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware (UTC).")
     if end < start:
         raise ValueError("end must not be before start.")
     width = bucket_width(end - start, max_points)
@@ -157,7 +161,7 @@ def downsample(
     )
 
 
-_SOURCE_VALUES = ("poll", "websocket", "backfill")
+_SOURCE_VALUES = tuple(SnapshotSource.values)
 
 
 def quote_at(market: Market | int, moment: datetime, *, source: str | None = None) -> QuoteBucket | None:

@@ -141,6 +141,8 @@ def test_it_rejects_bad_arguments():
         timeseries.downsample(market, max_points=1)
     with pytest.raises(ValueError, match="source"):
         timeseries.downsample(market, source="carrier-pigeon")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        timeseries.downsample(market, start=datetime(2026, 10, 1), end=T0)  # noqa: DTZ001
     with pytest.raises(ValueError, match="end must not be before start"):
         timeseries.downsample(market, start=T0, end=T0 - timedelta(seconds=1))
 
