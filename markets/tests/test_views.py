@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -651,3 +655,30 @@ def test_it_estimates_counts_past_the_limit(snapshots_over_two_months, monkeypat
         EstimatedCountPaginator(MarketSnapshot.objects.filter(source="websocket").order_by("-id"), 100).count
         == 0
     )
+
+
+@pytest.mark.celery_worker
+def test_it_sees_a_real_poller_worker_on_the_broker(client, settings):
+    name = f"poller-test-{os.getpid()}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "kalshi_insights", "worker", "-Q", "polling", "-c", "1",
+         "--pool", "solo", "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "WARNING"],
+        env={**os.environ, "CELERY_BROKER_URL": settings.CELERY_BROKER_URL},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        state = status.worker_state(timeout=0.5, use_cache=False)
+        while not state.poller_alive and time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = status.worker_state(timeout=0.5, use_cache=False)
+        assert [p for p in state.pollers if p.startswith(name)], state
+
+        html = client.get("/status/").content.decode()
+        assert re.search(r"<span class=\"label\">Poller worker</span>\s*<strong>alive", html)
+        assert name in html
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=20)
