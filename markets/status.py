@@ -114,8 +114,9 @@ class Workers:
 def worker_state(*, timeout: float = 0.5, use_cache: bool = True) -> Workers:
     """Ask the Celery workers which queues they consume; cached for WORKER_CHECK_CACHE_SECONDS.
 
-    Never takes much longer than `timeout` (+1.5 s for a broker that accepts connections but does
-    not answer): the broadcast runs in a helper thread that the page stops waiting for.
+    Takes up to 2 × `timeout` when no worker answers (it asks twice), and never much longer
+    (+1.5 s for a broker that accepts connections but does not answer): the broadcast runs in a
+    helper thread that the page stops waiting for.
     """
     if use_cache:
         cached = safe_cache_get(WORKER_CHECK_CACHE_KEY)
@@ -132,10 +133,12 @@ def worker_state(*, timeout: float = 0.5, use_cache: bool = True) -> Workers:
     else:
         future = _executor.submit(_ask_workers, timeout)
         try:
-            answered, pollers = future.result(timeout=timeout + 1.5)
+            answered, pollers = future.result(timeout=2 * timeout + 1.5)
             state = Workers(checked_at=now, answered=answered, pollers=pollers)
         except FutureTimeout:
-            state = Workers(checked_at=now, error=f"The broker did not answer within {timeout + 1.5:g} s.")
+            state = Workers(
+                checked_at=now, error=f"The broker did not answer within {2 * timeout + 1.5:g} s."
+            )
         except Exception as exc:  # any broker failure is a status to show, not a page error
             logger.warning("Could not ask the Celery workers: %s", exc)
             state = Workers(checked_at=now, error=f"Could not reach the broker: {exc}")
@@ -147,7 +150,13 @@ def worker_state(*, timeout: float = 0.5, use_cache: bool = True) -> Workers:
 def _ask_workers(timeout: float) -> tuple[list[str], list[str]]:
     from kalshi_insights.celery import app
 
-    replies: dict[str, Any] = app.control.inspect(timeout=timeout).active_queues() or {}
+    # A broadcast can be missed (a worker busy with the previous one, a reply arriving a moment
+    # late); one silent round is not proof that nobody is there, so ask twice before saying so.
+    replies: dict[str, Any] = (
+        app.control.inspect(timeout=timeout).active_queues()
+        or app.control.inspect(timeout=timeout).active_queues()
+        or {}
+    )
     answered = sorted(replies)
     pollers = sorted(
         name for name, queues in replies.items() if any(q.get("name") == POLLING_QUEUE for q in queues or [])

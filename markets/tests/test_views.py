@@ -506,10 +506,10 @@ def test_it_does_not_hang_when_the_broker_does_not_answer(monkeypatch):
     started = time.monotonic()
     state = status.worker_state(timeout=0.2, use_cache=False)
 
-    assert time.monotonic() - started < 2.5
-    assert state.error == "The broker did not answer within 1.7 s."
+    assert time.monotonic() - started < 2.9  # the stuck call takes 3 s
+    assert state.error == "The broker did not answer within 1.9 s."
     assert not state.poller_alive
-    time.sleep(3)  # let the helper thread finish before the next test uses it
+    time.sleep(1.5)  # let the helper thread finish before the next test uses it
 
 
 def test_it_reports_a_broker_error_as_a_status(monkeypatch):
@@ -677,7 +677,8 @@ def test_it_sees_a_real_poller_worker_on_the_broker(client, settings):
         assert [p for p in state.pollers if p.startswith(name)], state
 
         html = client.get("/status/").content.decode()
-        assert re.search(r"<span class=\"label\">Poller worker</span>\s*<strong>alive", html)
+        workers = search(r'<article [^>]*id="health-workers">.*?</article>', html)
+        assert re.search(r"<strong>alive", workers), workers
         assert name in html
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
