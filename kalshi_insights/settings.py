@@ -273,6 +273,10 @@ KALSHI_MAX_RETRIES = env_int("KALSHI_MAX_RETRIES", 5, minimum=0)
 KALSHI_SNAPSHOT_HEARTBEAT = env_int("KALSHI_SNAPSHOT_HEARTBEAT", 3600, minimum=0)
 KALSHI_STORE_RAW_SNAPSHOTS = env_bool("KALSHI_STORE_RAW_SNAPSHOTS", False)
 KALSHI_POLL_LOCK_TIMEOUT = env_int("KALSHI_POLL_LOCK_TIMEOUT", 10 * 60, minimum=10)
+# The market table's HTML is shared by every viewer and only changes when a poll stores a page:
+# it is cached (keyed by the newest poll cycle and its page count) for at most this many
+# seconds, which bounds how old its "closes in" / "as of" texts can get. 0 turns it off.
+KALSHI_PAGE_CACHE_SECONDS = env_float("KALSHI_PAGE_CACHE_SECONDS", 5.0, minimum=0.0)
 
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "poll-markets": {

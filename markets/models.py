@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, F, Q, Value, When, Window
+from django.db.models.functions import Abs, Lag
 from django.utils import timezone
 
 # Kalshi emits up to 6 decimals for dollar amounts (market prices use 4) and 2 for counts
@@ -173,6 +176,20 @@ STATUS_FILTERS: dict[str, tuple[str, ...]] = {
 }
 
 
+def book_spread_expression() -> Case:
+    """Yes ask minus yes bid when both sides are quoted; NULL for an empty side (0 bid, 0 or 1 ask)."""
+    return Case(
+        # Keyword order matters: migration 0002 indexes this exact expression.
+        When(yes_ask__gt=0, yes_ask__lt=1, yes_bid__gt=0, then=F("yes_ask") - F("yes_bid")),
+        default=Value(None),
+        output_field=models.DecimalField(max_digits=10, decimal_places=6),
+    )
+
+
+def price_move_expression() -> Abs:
+    return Abs(F("last_price") - F("previous_price"))
+
+
 class MarketQuerySet(models.QuerySet["Market"]):
     def open(self) -> MarketQuerySet:
         return self.filter(status=MarketStatus.ACTIVE)
@@ -205,7 +222,10 @@ class MarketQuerySet(models.QuerySet["Market"]):
         return self.filter(status__in=sorted(statuses))
 
     def for_series(self, series_ticker: str) -> MarketQuerySet:
-        return self.filter(event__series__ticker=series_ticker)
+        # Markets only name their event; until the event is synced its series link is empty, and
+        # Kalshi's event tickers start with the series ticker, so that prefix is the fallback.
+        ticker = series_ticker.strip().upper()
+        return self.filter(Q(event__series__ticker=ticker) | Q(event__ticker__startswith=f"{ticker}-"))
 
     def for_event(self, event_ticker: str) -> MarketQuerySet:
         return self.filter(event__ticker=event_ticker)
@@ -241,6 +261,107 @@ class MarketQuerySet(models.QuerySet["Market"]):
             status__in=[MarketStatus.INITIALIZED, MarketStatus.ACTIVE, MarketStatus.INACTIVE],
             close_time__lt=now or timezone.now(),
         )
+
+    # --- The market table (pages and API) -------------------------------------------------------
+
+    def in_status_group(self, group: str) -> MarketQuerySet:
+        """Markets in one of STATUS_GROUPS ("open", "upcoming", "paused", "closed", "settled", "all")."""
+        try:
+            statuses = STATUS_GROUPS[group]
+        except KeyError:
+            raise ValueError(
+                f"Unknown status group {group!r}; use one of {', '.join(STATUS_GROUPS)}."
+            ) from None
+        if statuses is None:
+            return self
+        # A plain equality for one status, so the partial "open market" indexes below apply.
+        return self.filter(status=statuses[0]) if len(statuses) == 1 else self.filter(status__in=statuses)
+
+    def search(self, text: str) -> MarketQuerySet:
+        """Markets whose ticker, title or yes-side subtitle contains `text` (case-insensitive)."""
+        text = text.strip()
+        if not text:
+            return self
+        return self.filter(
+            Q(ticker__icontains=text) | Q(title__icontains=text) | Q(yes_sub_title__icontains=text)
+        )
+
+    def with_quote_metrics(self) -> MarketQuerySet:
+        """Annotate `book_spread` (None unless both sides are quoted), `price_change` and `price_move`.
+
+        `price_change` is last price minus Kalshi's `previous_price` (its "a day ago" value).
+        """
+        return self.annotate(
+            book_spread=book_spread_expression(),
+            price_change=F("last_price") - F("previous_price"),
+            price_move=price_move_expression(),
+        )
+
+    def sorted_by(self, sort: str) -> MarketQuerySet:
+        """Order by one of TABLE_SORTS; needs `with_quote_metrics()` for "movers" and "spread"."""
+        try:
+            ordering = TABLE_SORTS[sort]
+        except KeyError:
+            raise ValueError(f"Unknown sort {sort!r}; use one of {', '.join(TABLE_SORTS)}.") from None
+        return self.order_by(*ordering)
+
+    def for_table(self) -> MarketQuerySet:
+        """Only what a row of the market table shows: no raw JSON, no rules text."""
+        return (
+            self.select_related("event", "event__series")
+            .only(
+                *TABLE_FIELDS,
+                "event__ticker",
+                "event__title",
+                "event__series__ticker",
+                "event__series__category",
+            )
+            .with_quote_metrics()
+        )
+
+
+# Page filter name → Market.status values (None: any status): Kalshi's filter names, with
+# "upcoming" for its "unopened" on the page.
+STATUS_GROUPS: dict[str, list[str] | None] = {
+    "open": list(STATUS_FILTERS["open"]),
+    "upcoming": list(STATUS_FILTERS["unopened"]),
+    "paused": list(STATUS_FILTERS["paused"]),
+    "closed": list(STATUS_FILTERS["closed"]),
+    "settled": list(STATUS_FILTERS["settled"]),
+    "all": None,
+}
+
+# Table sort name → ordering. Nulls go last so a market with no quote never tops a list, and the
+# ticker breaks ties so paging is stable.
+TABLE_SORTS: dict[str, tuple[Any, ...]] = {
+    "volume": (F("volume_24h").desc(nulls_last=True), "ticker"),
+    "movers": (F("price_move").desc(nulls_last=True), F("volume_24h").desc(nulls_last=True), "ticker"),
+    "closing": (F("close_time").asc(nulls_last=True), "ticker"),
+    "spread": (F("book_spread").desc(nulls_last=True), "ticker"),
+    "newest": (F("open_time").desc(nulls_last=True), "-id"),
+}
+
+TABLE_FIELDS = (
+    "ticker",
+    "event",
+    "title",
+    "yes_sub_title",
+    "status",
+    "result",
+    "close_time",
+    "open_time",
+    "yes_bid",
+    "yes_ask",
+    "last_price",
+    "previous_price",
+    "previous_yes_bid",
+    "volume_24h",
+    "open_interest",
+    "last_snapshot_at",
+)
+
+
+_OPEN = Q(status=MarketStatus.ACTIVE)
 
 
 class Market(models.Model):
@@ -335,7 +456,37 @@ class Market(models.Model):
             ),
             *_non_negative("market", COUNT_FIELDS),
         ]
-        indexes = [models.Index(fields=["status", "close_time"], name="market_status_close_idx")]
+        indexes = [
+            models.Index(fields=["status", "close_time"], name="market_status_close_idx"),
+            # The market table's sort orders over open markets (partial: closed and settled
+            # markets, the bulk of history, cost nothing here). Each makes the first page a
+            # top-50 index scan instead of a sort of every open market; see TABLE_SORTS.
+            models.Index(
+                F("volume_24h").desc(nulls_last=True),
+                "ticker",
+                name="market_open_volume_idx",
+                condition=_OPEN,
+            ),
+            models.Index(
+                price_move_expression().desc(nulls_last=True),
+                F("volume_24h").desc(nulls_last=True),
+                "ticker",
+                name="market_open_movers_idx",
+                condition=_OPEN,
+            ),
+            models.Index(
+                book_spread_expression().desc(nulls_last=True),
+                "ticker",
+                name="market_open_spread_idx",
+                condition=_OPEN,
+            ),
+            models.Index(
+                F("open_time").desc(nulls_last=True),
+                F("id").desc(),
+                name="market_open_newest_idx",
+                condition=_OPEN,
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.ticker
@@ -392,6 +543,10 @@ class MarketSnapshotQuerySet(models.QuerySet["MarketSnapshot"]):
     def from_source(self, source: str) -> MarketSnapshotQuerySet:
         return self.filter(source=source)
 
+    def newest_first(self) -> MarketSnapshotQuerySet:
+        # (captured_at, source) descending walks the unique index backwards for one market.
+        return self.order_by("-captured_at", "-source")
+
 
 class MarketSnapshot(models.Model):
     """One observed quote for a market. Written only when the quote changed (plus heartbeats)."""
@@ -417,6 +572,13 @@ class MarketSnapshot(models.Model):
 
     class Meta:
         get_latest_by = "captured_at"
+        indexes = [
+            # Time-range reads across all markets (the admin's date drill-down). BRIN: ~0.01 byte
+            # per row, since rows arrive in time order. Created on PostgreSQL only (0002).
+            BrinIndex(
+                fields=["captured_at"], name="snapshot_captured_brin", autosummarize=True, pages_per_range=32
+            ),
+        ]
         constraints = [
             # Column order (market, captured_at, source) makes this one index also serve every
             # "this market between t0 and t1" read, so the table needs no second index.
@@ -457,6 +619,27 @@ class PollRunQuerySet(models.QuerySet["PollRun"]):
 
     def successful(self) -> PollRunQuerySet:
         return self.filter(outcome__in=[PollOutcome.OK, PollOutcome.PARTIAL])
+
+    def latest_success(self) -> PollRun | None:
+        """The most recent cycle that stored data; its `finished_at` is when the data was fresh."""
+        return self.successful().filter(finished_at__isnull=False).order_by("-started_at").first()
+
+    def gaps(self, *, since: datetime, longer_than: timedelta) -> list[tuple[datetime, datetime]]:
+        """Stretches after `since` with no successful cycle starting for more than `longer_than`.
+
+        Each gap is (last successful start before it, next successful start). A gap that is still
+        open (polling stopped and has not resumed) is not included: compare `latest_success()` with
+        the clock for that.
+        """
+        starts = (
+            self.successful()
+            .filter(started_at__gte=since)
+            .annotate(previous_start=Window(Lag("started_at"), order_by=F("started_at").asc()))
+            .filter(started_at__gt=F("previous_start") + longer_than)
+            .values_list("previous_start", "started_at")
+            .order_by("started_at")
+        )
+        return list(starts)
 
 
 class PollRun(models.Model):
