@@ -223,9 +223,13 @@ class MarketQuerySet(models.QuerySet["Market"]):
 
     def for_series(self, series_ticker: str) -> MarketQuerySet:
         # Markets only name their event; until the event is synced its series link is empty, and
-        # Kalshi's event tickers start with the series ticker, so that prefix is the fallback.
+        # Kalshi's event tickers start with the series ticker, so that prefix is the fallback for
+        # unsynced events only (Kalshi advises against parsing tickers where a link exists).
         ticker = series_ticker.strip().upper()
-        return self.filter(Q(event__series__ticker=ticker) | Q(event__ticker__startswith=f"{ticker}-"))
+        return self.filter(
+            Q(event__series__ticker=ticker)
+            | Q(event__series__isnull=True, event__ticker__startswith=f"{ticker}-")
+        )
 
     def for_event(self, event_ticker: str) -> MarketQuerySet:
         return self.filter(event__ticker=event_ticker)
