@@ -344,6 +344,13 @@ def _copy_value(value: object) -> str:
     return "\\N" if value is None else str(value)
 
 
+def _copy_values(values: Sequence[object]) -> str:
+    """Tab-separated COPY text; exact decimal strings pass through untouched."""
+    if None not in values and all(type(v) is str for v in values):
+        return "\t".join(values)  # type: ignore[arg-type]
+    return "\t".join([_copy_value(v) for v in values])
+
+
 def _copy_json(raw: RawJson | None) -> str:
     if raw is None:
         return "\\N"
@@ -400,7 +407,7 @@ def _copy_snapshots(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool) -> i
         stamp = stamps.get(r.captured_at)
         if stamp is None:
             stamp = stamps[r.captured_at] = r.captured_at.isoformat()
-        line = f"{r.market_id}\t{stamp}\t{r.source}\t" + "\t".join([_copy_value(v) for v in r.quote])
+        line = f"{r.market_id}\t{stamp}\t{r.source}\t{_copy_values(r.quote)}"
         lines.append(line + "\t" + _copy_json(r.raw) if with_raw else line)
     lines.append("")
     # The staging table empties at commit, so COPY and INSERT must share one transaction.
@@ -448,9 +455,7 @@ def _update_quotes(updates: Sequence[tuple[int, Sequence[str | None], int, datet
             cursor.execute("TRUNCATE _ki_quote_in")
             stamp = updates[0][3].isoformat()
             lines = [
-                f"{market_id}\t"
-                + "\t".join([_copy_value(v) for v in texts])
-                + f"\t{digest}\t"
+                f"{market_id}\t{_copy_values(texts)}\t{digest}\t"
                 + (stamp if at == updates[0][3] else at.isoformat())
                 for market_id, texts, digest, at in updates
             ]
@@ -480,12 +485,6 @@ def _known_markets(tickers: list[str], *, heartbeat_before: datetime) -> dict[st
 
     Maps ticker → (id, quote digest, state digest, heartbeat due).
     """
-    qs = Market.objects.filter(ticker__in=tickers).annotate(
-        heartbeat_due=ExpressionWrapper(
-            Q(last_snapshot_at__isnull=True) | Q(last_snapshot_at__lte=heartbeat_before),
-            output_field=BooleanField(),
-        )
-    )
     if connection.vendor == "postgresql":
         # One array parameter instead of a thousand placeholders: a third of the cost per page.
         with connection.cursor() as cursor:
@@ -497,7 +496,12 @@ def _known_markets(tickers: list[str], *, heartbeat_before: datetime) -> dict[st
             )
             rows = cursor.fetchall()
     else:
-        rows = list(qs.values_list("ticker", "id", "quote_digest", "state_digest", "heartbeat_due"))
+        due = Q(last_snapshot_at__isnull=True) | Q(last_snapshot_at__lte=heartbeat_before)
+        rows = list(
+            Market.objects.filter(ticker__in=tickers)
+            .annotate(heartbeat_due=ExpressionWrapper(due, output_field=BooleanField()))
+            .values_list("ticker", "id", "quote_digest", "state_digest", "heartbeat_due")
+        )
     return {row[0]: row[1:] for row in rows}
 
 

@@ -88,14 +88,16 @@ def _cents(value: int | None) -> Decimal | None:
     return None if value is None else Decimal(value) / HUNDRED
 
 
+# msgspec reads "NaN" and "Infinity" as Decimals; they are malformed for every Kalshi field, and
+# a NaN would make the comparisons below raise instead of reporting the object.
 def _check_price(name: str, value: Decimal | None) -> None:
-    if value is not None and not (ZERO <= value <= ONE):
+    if value is not None and not (value.is_finite() and ZERO <= value <= ONE):
         raise ValueError(f"{name}={value} is outside [0, 1] dollars")
 
 
 def _check_count(name: str, value: Decimal | None) -> None:
-    if value is not None and value < ZERO:
-        raise ValueError(f"{name}={value} is negative")
+    if value is not None and not (value.is_finite() and value >= ZERO):
+        raise ValueError(f"{name}={value} is not a finite, non-negative count")
 
 
 class PriceRange(msgspec.Struct, frozen=True, gc=False):
@@ -206,6 +208,10 @@ class KalshiMarket(msgspec.Struct, kw_only=True, gc=False):
             _check_price(name, getattr(self, name))
         for name in self.COUNT_NAMES:
             _check_count(name, getattr(self, name))
+        for name in ("floor_strike", "cap_strike", "notional_value"):
+            value = getattr(self, name)
+            if value is not None and not value.is_finite():
+                raise ValueError(f"{name}={value} is not a finite number")
         for name in (
             "created_time",
             "updated_time",
@@ -264,6 +270,9 @@ class KalshiEvent(msgspec.Struct, kw_only=True):
     def __post_init__(self) -> None:
         self.strike_date = _unset_to_none(self.strike_date)
         self.last_updated_ts = _unset_to_none(self.last_updated_ts)
+        override = self.fee_multiplier_override
+        if override is not None and not (override.is_finite() and override >= ZERO):
+            raise ValueError(f"fee_multiplier_override={override} is not a finite, non-negative number")
 
 
 class KalshiSeries(msgspec.Struct, kw_only=True):
@@ -284,8 +293,8 @@ class KalshiSeries(msgspec.Struct, kw_only=True):
 
     def __post_init__(self) -> None:
         self.last_updated_ts = _unset_to_none(self.last_updated_ts)
-        if self.fee_multiplier < ZERO:
-            raise ValueError(f"fee_multiplier={self.fee_multiplier} is negative")
+        if not (self.fee_multiplier.is_finite() and self.fee_multiplier >= ZERO):
+            raise ValueError(f"fee_multiplier={self.fee_multiplier} is not a finite, non-negative number")
 
 
 class OrderbookLevel(msgspec.Struct, array_like=True, frozen=True):
@@ -484,18 +493,22 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
         """
         texts = self._texts()
         try:
+            values: tuple[Decimal | None, ...]
             if None not in texts:  # the current shape: every field present
-                values: tuple[Decimal | None, ...] = tuple(map(Decimal, texts))  # type: ignore[arg-type]
+                present = tuple(map(Decimal, texts))  # type: ignore[arg-type]
+                # One comparison per bound for all 13 values; NaN makes them raise, and an
+                # infinity is out of range, so no separate finiteness check is needed.
+                if min(present) >= ZERO and max(present[:5] + present[10:]) <= ONE:
+                    return present
+                values = present
             else:
                 values = tuple(self._value(i, text) for i, text in enumerate(texts))
+            for i, value in enumerate(values):
+                if value is not None and (value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE)):
+                    raise MalformedPayload(f"{_QUOTE_STRING_FIELDS[i]}={value} is out of range")
         except ArithmeticError:
-            bad = next(t for t in texts if t is not None and not _is_decimal(t))
-            raise MalformedPayload(f"{bad!r} is not a decimal") from None
-        for i, value in enumerate(values):
-            if value is not None and (
-                not value.is_finite() or value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE)
-            ):
-                raise MalformedPayload(f"{_QUOTE_STRING_FIELDS[i]}={value} is out of range")
+            bad = next((t for t in texts if t is not None and not _is_finite_decimal(t)), "?")
+            raise MalformedPayload(f"{bad!r} is not a finite decimal") from None
         return values
 
     def checked_texts(self) -> tuple[str | None, ...]:
@@ -519,12 +532,11 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
         return Decimal(raw) / HUNDRED if _QUOTE_IS_PRICE[i] else Decimal(raw)
 
 
-def _is_decimal(text: str) -> bool:
+def _is_finite_decimal(text: str) -> bool:
     try:
-        Decimal(text)
+        return Decimal(text).is_finite()
     except ArithmeticError:
         return False
-    return True
 
 
 # Names of KalshiQuote.values(), as Market/MarketSnapshot field names; the first 10 are a snapshot.

@@ -194,3 +194,18 @@ def test_it_reads_the_legacy_cents_shape(kalshi_client, kalshi_fixture):
     assert market.snapshots.get().yes_ask == Decimal("0.43")
     legacy[0]["yes_ask"] = 44
     assert ingest.run_poll_cycle(client=client).snapshots_written == 1
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-0.0100", "0.41.0", ""])
+def test_it_skips_a_market_whose_quote_is_not_a_finite_decimal_in_range(
+    kalshi_client, kalshi_fixture, live_markets, bad
+):
+    broken = json.loads(json.dumps(live_markets))
+    broken[0]["volume_fp"] = bad
+    client = kalshi_client(_exchange(kalshi_fixture, [broken]))
+
+    run = ingest.run_poll_cycle(client=client)
+
+    assert (run.outcome, run.errors, run.snapshots_written) == (PollOutcome.PARTIAL, 1, 1)
+    assert broken[0]["ticker"] in run.error_messages[0]
+    assert not Market.objects.filter(ticker=broken[0]["ticker"]).exists()

@@ -838,3 +838,21 @@ def test_it_hints_at_the_base_url_on_a_404_trades_listing(kalshi_client):
         KalshiError, match=r"Is KALSHI_API_BASE right\? It is https://kalshi.test/trade-api/v2\."
     ):
         client.get_trades_page()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "key", "field"),
+    [
+        ("2026-10_market_single.json", "market", "floor_strike"),
+        ("2026-10_market_single.json", "market", "volume_fp"),
+        ("2026-10_market_single.json", "market", "yes_bid_dollars"),
+        ("2026-10_series_single.json", "series", "fee_multiplier"),
+    ],
+)
+def test_it_refuses_non_finite_numbers(kalshi_client, kalshi_fixture, fixture, key, field):
+    body = copy.deepcopy(kalshi_fixture(fixture))
+    body[key][field] = "NaN"
+    client = kalshi_client(routes({"/markets/X": body, "/series/X": body}))
+
+    with pytest.raises(KalshiError, match=field.removesuffix("_dollars").removesuffix("_fp")):
+        client.get_market("X") if key == "market" else client.get_series("X")
