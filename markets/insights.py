@@ -89,6 +89,7 @@ MAX_MOVERS = 100
 DEFAULT_MOVER_SPREAD = Decimal("0.10")
 
 _PLACES = Decimal("0.000001")
+_CENTS = Decimal("0.01")  # contract counts have 2 decimals
 _ONE = Decimal(1)
 _DECIMAL = DecimalField(max_digits=12, decimal_places=7)
 
@@ -608,7 +609,10 @@ def movers(
     end = now or timezone.now()
     start = end - window
     # Open at `end`: Kalshi rewrites close_time to the real close, so this holds for past ends too.
-    qs = qs.filter(Q(open_time__isnull=True) | Q(open_time__lte=end), close_time__gt=end).order_by()
+    # A market known only by ticker (no open or close time) counts as open.
+    qs = qs.filter(
+        Q(open_time__isnull=True) | Q(open_time__lte=end), Q(close_time__isnull=True) | Q(close_time__gt=end)
+    ).order_by()
     if lateral_joins():
         ranked, compared = _movers_postgres(qs, start=start, end=end, limit=limit, max_spread=max_spread)
     else:
@@ -798,7 +802,7 @@ def _movers_result(
             price_before=_q(c.before) if c.before is not None else None,
             price_now=_q(c.now) if c.now is not None else None,
             change=_q(change) if change is not None else None,
-            volume=c.volume,
+            volume=c.volume.quantize(_CENTS) if c.volume is not None else None,
         )
 
     return Movers(

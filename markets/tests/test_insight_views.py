@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -19,7 +20,7 @@ MOVERS = "/insights/movers/"
 HTMX = {"HX-Request": "true"}
 
 
-def _figure(html: str, element_id: str) -> dict:
+def _figure(html: str, element_id: str) -> Any:
     match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S)
     assert match, f"no json_script {element_id}"
     return json.loads(match.group(1))
