@@ -20,6 +20,7 @@ from nbclient import NotebookClient
 
 from markets import demo
 from markets.models import Market, MarketSnapshot
+from markets.tests.subprocesses import test_database_url
 
 NOTEBOOK_DIR = Path(settings.BASE_DIR) / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -52,13 +53,10 @@ def test_every_notebook_starts_django_with_the_one_helper(path):
 
 
 def _kernel_env(tmp_path: Path) -> dict[str, str]:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    url = f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     return {
         **os.environ,
         # The test database (test_<name>), never the one DATABASE_URL names for the test run.
-        "DATABASE_URL": url,
+        "DATABASE_URL": test_database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "REDIS_URL": settings.CELERY_BROKER_URL,
         "KALSHI_INSIGHTS_VAR_DIR": str(tmp_path),
