@@ -12,7 +12,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("backtests/", include("backtests.urls")),
+    path("insights/", include("markets.insight_urls")),
     path("api/v1/", include("backtests.api.urls")),
+    path("api/v1/insights/", include("markets.api.insights")),
     re_path(r"^api/(?P<path>.*)$", api_not_found),
     path("", include("markets.urls")),
 ]
