@@ -51,7 +51,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import locks
-from .ingest import SnapshotRow, write_snapshots
+from .ingest import EVENTS_PER_REQUEST, SnapshotRow, sync_reference_data, write_snapshots
 from .kalshi import (
     MARKET_STATUS_FILTERS,
     MAX_BATCH_CANDLE_TICKERS,
@@ -335,6 +335,23 @@ def select_markets(
                 "include them."
             )
     return list(found.values()), notes
+
+
+def link_events(client: KalshiClient, listed: Sequence[Listed], stats: BackfillStats) -> None:
+    """Fill in the events (and series) of the stored markets that are known only by ticker.
+
+    Markets name only their event; without the event's series a backtest of these markets would
+    neither find them by series nor charge the series' fees. A failure here costs only that: the
+    poller's next cycle fills the rest in.
+    """
+    events = {item.market.event_ticker for item in listed}
+    pending = Event.objects.filter(ticker__in=events, synced_at__isnull=True).count()
+    if not pending:
+        return
+    try:
+        sync_reference_data(client=client, budget=2 + -(-pending // EVENTS_PER_REQUEST))
+    except KalshiError as exc:
+        stats.note(f"Could not read the details of {pending} events: {exc} The poller fills them in later.")
 
 
 def store_markets(listed: Sequence[Listed]) -> dict[str, int]:
@@ -759,6 +776,7 @@ def run_backfill(
             stats.markets = len(listed)
             stats.archived = sum(item.archived for item in listed)
             ids = store_markets(listed)
+            link_events(client, listed, stats)
             held.extend()
             if candles:
                 targets = plan_targets(
