@@ -194,6 +194,7 @@ class _Target:
     event_ticker: str
     archived: bool
     open_ts: int | None
+    close_ts: int | None
     store_from: int  # first candle end stored
     fetch_from: int  # first candle end fetched; earlier than store_from while summing volume
     until: int  # last candle end fetched and stored
@@ -425,6 +426,7 @@ def plan_targets(
                 event_ticker=km.event_ticker,
                 archived=item.archived,
                 open_ts=open_ts,
+                close_ts=_unix(km.close_time) if km.close_time else None,
                 store_from=start,
                 fetch_from=start,
                 until=hi,
@@ -703,6 +705,10 @@ def fetch_and_store(
                 if chunk.hi > recent:
                     ends = [c.end_ts for c in result.candles if chunk.lo <= c.end_ts <= chunk.hi]
                     through = max(ends, default=None)
+                    close = chunk.target.close_ts
+                    if through is not None and close is not None and through >= close:
+                        # The candle holding the close came back: nothing later will.
+                        through = chunk.hi
                 if through is not None:
                     _save_progress(chunk.target, through, fetcher.period)
         fetcher.stats.snapshots_offered += len(rows)
