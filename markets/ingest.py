@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, OperationalError, ProgrammingError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
@@ -720,6 +720,25 @@ def _copy_stats(run: PollRun, totals: PageStats, requests: int) -> None:
 def _save_finished(run: PollRun) -> None:
     try:
         run.save()
+    except DatabaseError as exc:
+        # The database itself is what failed; the caller reports that, once.
+        logger.warning("Could not record the end of poll run %s: %s", run.pk, _first_line(exc))
     except Exception:
-        # The database itself may be what failed; the original error matters more than this one.
         logger.exception("Could not record the end of poll run %s", run.pk)
+
+
+def _first_line(exc: BaseException) -> str:
+    # PostgreSQL follows the cause with the failing SQL or its own hints.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def database_problem(exc: DatabaseError) -> str:
+    """One line saying what is wrong with the database and which setting to check."""
+    detail = _first_line(exc)
+    # PostgreSQL says "relation ... does not exist", SQLite "no such table": a fresh database.
+    if isinstance(exc, ProgrammingError) or (isinstance(exc, OperationalError) and "no such table" in detail):
+        return (
+            f"The database at DATABASE_URL has no Kalshi Insights tables yet ({detail}). "
+            "Run `python manage.py migrate` first."
+        )
+    return f"The database is unreachable ({detail}). Check DATABASE_URL and that the server is running."

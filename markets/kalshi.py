@@ -1581,12 +1581,19 @@ def shared_throttle(*, rate: float, burst: float, redis_url: str | None) -> Thro
         try:
             client.ping()
         except redis.RedisError as exc:
-            logger.warning(
-                "Redis at REDIS_URL is unreachable (%s); the Kalshi rate limit is per-process only.", exc
-            )
+            # Once per process while it stays down: a poller builds a client every cycle.
+            if redis_url not in _REDIS_DOWN:
+                _REDIS_DOWN.add(redis_url)
+                logger.warning(
+                    "Redis at REDIS_URL is unreachable (%s); the Kalshi rate limit is per-process only.", exc
+                )
         else:
+            _REDIS_DOWN.discard(redis_url)
             return RedisTokenBucket(client, rate=rate, burst=burst)
     return _process_bucket(rate, burst)
+
+
+_REDIS_DOWN: set[str] = set()
 
 
 _PROCESS_BUCKETS: dict[tuple[float, float], TokenBucket] = {}
