@@ -288,12 +288,12 @@ def test_a_store_that_is_down_is_one_line_per_cycle(worker_env, tmp_path, settin
         )
         for _ in range(2):
             poll_markets.apply_async(queue=queue)
-        log = wait_for(
-            lambda: (text := down.log.read_text()).count("raised expected") == 2 and text,
-            timeout=60,
-            what="two failed cycles",
-            process=down,
-        )
+
+        def both_failed() -> str:
+            text = down.log.read_text()
+            return text if text.count("raised expected") == 2 else ""
+
+        log = wait_for(both_failed, timeout=60, what="two failed cycles", process=down)
     finally:
         stop(down)
 

@@ -37,7 +37,7 @@ def test_a_cycle_that_succeeds_is_a_successful_task(fake):
     result = tasks.poll_markets.apply()
 
     assert result.state == "SUCCESS"
-    assert result.result["outcome"] == PollOutcome.OK
+    assert isinstance(result.result, dict) and result.result["outcome"] == PollOutcome.OK
     assert PollRun.objects.get().outcome == PollOutcome.OK
 
 
