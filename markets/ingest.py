@@ -17,6 +17,7 @@ at a time, so memory stays flat however many markets Kalshi lists.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +46,10 @@ from .models import Event, Market, MarketSnapshot, PollOutcome, PollRun, Series,
 logger = logging.getLogger(__name__)
 
 POLL_LOCK_NAME = "poll-markets"
+# Progress lines: every this many pages of the first cycle (it stores every open market, 60-95
+# pages on Kalshi), and from any cycle still running this many seconds after the last line.
+FIRST_CYCLE_PROGRESS_PAGES = 10
+SLOW_CYCLE_PROGRESS_SECONDS = 30.0
 # Requests a cycle may spend filling in events and series it has only seen by ticker.
 REFERENCE_SYNC_BUDGET = 40
 EVENTS_PER_REQUEST = 100
@@ -662,17 +667,40 @@ def run_poll_cycle(
             return PollRun.objects.create(
                 trigger=trigger, started_at=now, finished_at=now, outcome=PollOutcome.SKIPPED
             )
+        first = not PollRun.objects.filter(outcome__in=(PollOutcome.OK, PollOutcome.PARTIAL)).exists()
         run = PollRun.objects.create(trigger=trigger)
         requests_before = client.requests_made
         totals = PageStats()
+        if first:
+            logger.info(
+                "First poll cycle: storing every open market listed by %s (60,000-95,000 on Kalshi, "
+                "a few minutes); each page is visible in the web UI as soon as it is stored.",
+                client.base_url,
+            )
+        last_line = time.monotonic()
         try:
             for page in client.iter_markets_pages(status="open", mve_filter="exclude"):
                 stats = record_page(page)
                 totals.add(stats)
                 run.pages += 1
                 _copy_stats(run, totals, client.requests_made - requests_before)
+                # Each page commits on its own and the run's counts with it: readers (the web
+                # UI, the admin's poll runs) see the cycle advance instead of waiting for its end.
                 run.save(update_fields=[*_STAT_FIELDS, "pages", "requests"])
                 held.extend()
+                moment = time.monotonic()
+                if (first and run.pages % FIRST_CYCLE_PROGRESS_PAGES == 0) or (
+                    moment - last_line >= SLOW_CYCLE_PROGRESS_SECONDS
+                ):
+                    last_line = moment
+                    logger.info(
+                        "%s: %d markets so far (%d new) in %d pages, %.0fs",
+                        "First poll cycle" if first else "Poll cycle still running",
+                        run.markets_seen,
+                        run.markets_created,
+                        run.pages,
+                        (timezone.now() - run.started_at).total_seconds(),
+                    )
             sync_reference_data(client=client, budget=reference_budget)
         except KalshiError as exc:
             run.outcome = PollOutcome.FAILED
