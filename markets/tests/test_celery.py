@@ -29,7 +29,7 @@ from markets.fakeexchange import QueuedFault, RunningExchange, serve
 from markets.kalshi import KalshiClient
 from markets.models import Market, MarketSnapshot, PollOutcome, PollRun
 from markets.tasks import poll_markets
-from markets.tests.subprocesses import test_database_url
+from markets.tests.subprocesses import closed_port, test_database_url
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
@@ -258,12 +258,6 @@ def test_a_failing_cycle_is_one_log_line_and_a_failed_run(worker, fake):
     assert "INFO" in marked and "Poll cycle failed: GET" in marked
     assert "succeeded" not in new_log
     assert "Traceback" not in new_log
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -11,14 +10,9 @@ import pytest
 from markets import tasks
 from markets.fakeexchange import QueuedFault, RunningExchange, serve
 from markets.models import PollOutcome, PollRun
+from markets.tests.subprocesses import closed_port
 
 pytestmark = pytest.mark.django_db
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
