@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import random
@@ -737,8 +738,7 @@ class FakeExchange:
         for e in nfl:
             recorded_events[e["event_ticker"]] = e
 
-        def at(name: str) -> int:
-            return recorded_at(fixtures, name)
+        at = functools.cache(functools.partial(recorded_at, fixtures))
 
         # Newest recordings first: where a ticker occurs twice, the current shape wins.
         market_objects: list[tuple[dict[str, Any], int]] = [

@@ -376,3 +376,20 @@ def test_a_days_candles_follow_new_yorks_clock():
         25_000,
     )
     assert [c.trade_close for c in candles if c.trades][-1] == 410_000
+
+
+def test_listings_filter_by_close_and_settlement_times_on_the_exchanges_clock(fake, http):
+    def tickers(**params: Any) -> set[str]:
+        return {m["ticker"] for m in http.get("/markets", params={**params, "limit": 1000}).json()["markets"]}
+
+    exchange = fake.exchange
+    two_days = NOW - 2 * 86_400
+    settled = tickers(status="settled", min_settled_ts=two_days)
+    assert settled == {
+        t for t, m in exchange.markets.items() if m.status == "finalized" and (m.settled_ts or 0) >= two_days
+    }
+    assert SETTLED in settled and 0 < len(settled) < len(tickers(status="settled"))
+    closed = tickers(status="closed", min_close_ts=0)
+    assert closed == {t for t, m in exchange.markets.items() if m.status == "closed"}
+    assert tickers(status="closed", min_close_ts=NOW) == set()
+    assert tickers(tickers=f"{SETTLED},{LIVE},{ARCHIVED}") == {SETTLED, LIVE}
