@@ -51,7 +51,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import locks
-from .ingest import SnapshotRow, write_snapshots
+from .ingest import EVENTS_PER_REQUEST, SnapshotRow, sync_reference_data, write_snapshots
 from .kalshi import (
     MARKET_STATUS_FILTERS,
     MAX_BATCH_CANDLE_TICKERS,
@@ -194,6 +194,7 @@ class _Target:
     event_ticker: str
     archived: bool
     open_ts: int | None
+    close_ts: int | None
     store_from: int  # first candle end stored
     fetch_from: int  # first candle end fetched; earlier than store_from while summing volume
     until: int  # last candle end fetched and stored
@@ -337,6 +338,23 @@ def select_markets(
     return list(found.values()), notes
 
 
+def link_events(client: KalshiClient, listed: Sequence[Listed], stats: BackfillStats) -> None:
+    """Fill in the events (and series) of the stored markets that are known only by ticker.
+
+    Markets name only their event; without the event's series a backtest of these markets would
+    neither find them by series nor charge the series' fees. A failure here costs only that: the
+    poller's next cycle fills the rest in.
+    """
+    events = {item.market.event_ticker for item in listed}
+    pending = Event.objects.filter(ticker__in=events, synced_at__isnull=True).count()
+    if not pending:
+        return
+    try:
+        sync_reference_data(client=client, budget=2 + -(-pending // EVENTS_PER_REQUEST))
+    except KalshiError as exc:
+        stats.note(f"Could not read the details of {pending} events: {exc} The poller fills them in later.")
+
+
 def store_markets(listed: Sequence[Listed]) -> dict[str, int]:
     """Upsert the listed markets (metadata, state, result and settlement value); ticker → id."""
     ids: dict[str, int] = {}
@@ -408,6 +426,7 @@ def plan_targets(
                 event_ticker=km.event_ticker,
                 archived=item.archived,
                 open_ts=open_ts,
+                close_ts=_unix(km.close_time) if km.close_time else None,
                 store_from=start,
                 fetch_from=start,
                 until=hi,
@@ -686,6 +705,10 @@ def fetch_and_store(
                 if chunk.hi > recent:
                     ends = [c.end_ts for c in result.candles if chunk.lo <= c.end_ts <= chunk.hi]
                     through = max(ends, default=None)
+                    close = chunk.target.close_ts
+                    if through is not None and close is not None and through >= close:
+                        # The candle holding the close came back: nothing later will.
+                        through = chunk.hi
                 if through is not None:
                     _save_progress(chunk.target, through, fetcher.period)
         fetcher.stats.snapshots_offered += len(rows)
@@ -759,6 +782,7 @@ def run_backfill(
             stats.markets = len(listed)
             stats.archived = sum(item.archived for item in listed)
             ids = store_markets(listed)
+            link_events(client, listed, stats)
             held.extend()
             if candles:
                 targets = plan_targets(

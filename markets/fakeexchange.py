@@ -11,6 +11,13 @@ Quotes move between requests, deterministically for a given seed: every tick mov
 open markets by whole steps of their own price grid (`price_ranges`), keeping the book consistent
 (yes_bid < yes_ask, no_bid = 1 - yes_ask, no_ask = 1 - yes_bid, volume never decreasing).
 
+History is served too: `/historical/cutoff`, the archive (`/historical/markets`, its candles and
+`/historical/trades`) and candlesticks of every market, live (`/series/{s}/markets/{t}/candlesticks`,
+the batch `/markets/candlesticks`) or archived, cut from one deterministic path per market that
+is pinned to its recording and continues into the exchange's own live moves (`markets/fakehistory.py`).
+So that the recordings read as recent, every recorded time is shifted by whole days: each
+recording looks as if it was made within the day before the exchange started (`RECORDED_AT`).
+
 Faults are injected on request: a 429 rate (Kalshi's bare `{"error": "too many requests"}`, no
 Retry-After), 5xx, slow responses, malformed JSON, dropped connections; or queued for the next
 matching request through the control API under `/_fake/` (see `CONTROL_ROUTES`).
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import random
@@ -35,7 +43,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +51,19 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
+
+from .fakehistory import (
+    HOUR,
+    PERIODS,
+    Anchor,
+    Candle,
+    LiveLog,
+    MarketPath,
+    market_key,
+    merge,
+    period_bounds,
+    period_end_after,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +129,43 @@ SERVER_ERRORS = {
 }
 FIVE_HUNDREDS = tuple(SERVER_ERRORS)
 FAULT_KINDS = ("429", "500", "502", "503", "504", "5xx", "slow", "malformed", "disconnect")
+# GET /markets/candlesticks: at most 100 tickers and 10,000 candles per response (batch spec).
+MAX_BATCH_TICKERS = 100
+MAX_BATCH_CANDLES = 10_000
+# Live moves a market's candle log keeps, shared out between all markets (about 120 bytes each).
+LIVE_LOG_BUDGET = 1_000_000
+
+# When each recording was made, for the files whose wrapper does not say (legacy files carry
+# `_metadata.recorded_at`, the 2026-08 ones `captured_at`). From SOURCES.md and the data itself.
+RECORDED_AT = {
+    # sportsdataverse fixtures: "captured 2026-10-06"
+    "2026-10_markets_page.json": "2026-10-06T12:00:00Z",
+    "2026-10_market_single.json": "2026-10-06T12:00:00Z",
+    "2026-10_event_single_nested.json": "2026-10-06T12:00:00Z",
+    "2026-10_events_page.json": "2026-10-06T12:00:00Z",
+    "2026-10_trades_page.json": "2026-10-06T12:00:00Z",
+    # settled at 04:52 on 2026-09-19, recorded that day
+    "2026-09_market_settled_scalar_fairprice.json": "2026-09-19T12:00:00Z",
+    "2026-09_trades_all_markets_page.json": "2026-09-19T12:00:00Z",
+    # carries settlement_bounds_type, so recorded after the 2026-10-01 release
+    "2026-09_historical_markets_page.json": "2026-10-01T12:00:00Z",
+    "2026-09_historical_trades_page.json": "2026-10-01T12:00:00Z",
+    # orders_updated_ts (2026-09-22) runs two weeks behind the time of the request
+    "2026-09_historical_cutoff.json": "2026-10-06T00:00:00Z",
+}
+MARKET_TIME_KEYS = (
+    "created_time",
+    "updated_time",
+    "open_time",
+    "close_time",
+    "expected_expiration_time",
+    "expiration_time",
+    "latest_expiration_time",
+    "occurrence_datetime",
+    "settlement_ts",
+    "fee_waiver_expiration_time",
+)
+EVENT_TIME_KEYS = ("strike_date", "last_updated_ts")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,9 +270,17 @@ class FakeMarket:
         "volume_24h",
         "open_interest",
         "version",
+        "open_ts",
+        "recorded_ts",
+        "shift_days",
+        "start",
+        "path",
+        "log",
     )
 
-    def __init__(self, data: dict[str, Any], *, series_ticker: str) -> None:
+    def __init__(
+        self, data: dict[str, Any], *, series_ticker: str, recorded_ts: int = 0, shift_days: int = 0
+    ) -> None:
         self.ticker: str = data["ticker"]
         self.event_ticker: str = data["event_ticker"]
         self.series_ticker = series_ticker
@@ -238,6 +304,25 @@ class FakeMarket:
         self.volume_24h = parse_count(data.get("volume_24h_fp"))
         self.open_interest = parse_count(data.get("open_interest_fp"))
         self.version = 0
+        self.open_ts = _timestamp(data.get("open_time"))
+        # When its recording was made, on the exchange's (shifted) clock, and by how many days.
+        self.recorded_ts = recorded_ts
+        self.shift_days = shift_days
+        # The quote the exchange started with (bid, ask, last, volume, volume_24h, open interest):
+        # the anchor of its candle history. Set when the exchange is built.
+        self.start: tuple[int, int, int, int, int, int] = (0, PRICE_SCALE, 0, 0, 0, 0)
+        self.path: MarketPath | None = None
+        self.log: LiveLog | None = None
+
+    def snapshot_start(self) -> None:
+        self.start = (
+            self.yes_bid,
+            self.yes_ask,
+            self.last_price,
+            self.volume,
+            self.volume_24h,
+            self.open_interest,
+        )
 
     @property
     def quote(self) -> tuple[int, ...]:
@@ -504,6 +589,36 @@ def _load(fixtures: Path, name: str) -> Any:
     return data["response"] if name.startswith("legacy_") else data
 
 
+def recorded_at(fixtures: Path, name: str) -> int:
+    """When a recording was made (Unix seconds): from its wrapper, else from `RECORDED_AT`."""
+    data = json.loads((fixtures / name).read_text())
+    text = None
+    if isinstance(data, dict):
+        text = (data.get("_metadata") or {}).get("recorded_at") or data.get("captured_at")
+    text = text or RECORDED_AT.get(name)
+    if text is None:
+        raise ValueError(f"no recording time known for {name}; add it to RECORDED_AT")
+    moment = _timestamp(text)
+    assert moment is not None
+    return moment
+
+
+def shift_times(data: dict[str, Any], keys: Iterable[str], days: int) -> dict[str, Any]:
+    """A copy with the RFC 3339 times under `keys` moved by whole days, formatted as they came.
+
+    Only the date changes, so "2026-10-06T06:38:16.55614Z" keeps its time of day and precision;
+    Kalshi's "0001-01-01T00:00:00Z" (unset) stays unset.
+    """
+    if not days:
+        return data
+    out = dict(data)
+    for key in keys:
+        text = out.get(key)
+        if isinstance(text, str) and len(text) >= 10 and not text.startswith("0001-"):
+            out[key] = (date.fromisoformat(text[:10]) + timedelta(days=days)).isoformat() + text[10:]
+    return out
+
+
 def _modernise_market(data: dict[str, Any]) -> dict[str, Any]:
     """A Jan-2026 hybrid market object rewritten into today's shape (dollar and fp strings)."""
     out = {k: v for k, v in data.items() if k not in LEGACY_MARKET_KEYS}
@@ -547,6 +662,8 @@ class FakeExchange:
         faults: FaultConfig | None = None,
         fixtures_dir: Path = FIXTURES_DIR,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        shift_recordings: bool = True,
     ) -> None:
         if not 0.0 < move_fraction <= 1.0:
             raise ValueError(f"move_fraction must be in (0, 1], not {move_fraction}")
@@ -559,6 +676,12 @@ class FakeExchange:
         self.fault_queue: deque[QueuedFault] = deque()
         self._clock = clock
         self._last_tick = clock()
+        # Candle periods and trade times follow the wall clock. With `shift_recordings`, recorded
+        # times move by whole days so that each recording reads as made within the last day.
+        self._wall = wall_clock
+        self.started_at = int(wall_clock())
+        self.start_hour = self.started_at // HOUR
+        self.shift_recordings = shift_recordings
         self._lock = threading.RLock()
         self._rng = random.Random(f"quotes:{seed}")
         self._fault_rng = random.Random(f"faults:{seed}")
@@ -571,15 +694,27 @@ class FakeExchange:
         self.series: dict[str, dict[str, Any]] = {}
         self.events: dict[str, FakeEvent] = {}
         self.markets: dict[str, FakeMarket] = {}
-        self.historical_markets: dict[str, dict[str, Any]] = {}
+        # Settled before the cutoff: served only under /historical, like Kalshi's archive.
+        self.archived: dict[str, FakeMarket] = {}
         self.trades: deque[dict[str, Any]] = deque(maxlen=100_000)  # oldest first
+        self.archived_trades: list[dict[str, Any]] = []  # oldest first
         self.exchange_status: dict[str, Any] = {}
+        self.cutoff: dict[str, str] = {}
         self._load_recordings(fixtures_dir)
         if extra_markets:
             self._add_synthetic_markets(extra_markets)
         self._active = [m for m in self.markets.values() if m.status == "active"]
+        for market in (*self.markets.values(), *self.archived.values()):
+            market.snapshot_start()
+        # Minutes of live moves each market keeps for its candles: the budget shared out (about
+        # 16 hours each at 1,000 open markets, 10 minutes at 100,000).
+        self._log_limit = max(10, LIVE_LOG_BUDGET // max(1, len(self._active)))
 
     # -- building ------------------------------------------------------------------------------
+
+    def _days_since(self, recorded: int) -> int:
+        """Whole days between a recording and the exchange's start (0 without shifting)."""
+        return (self.started_at - recorded) // 86_400 if self.shift_recordings else 0
 
     def _load_recordings(self, fixtures: Path) -> None:
         for name in ("legacy_2026-01_series_list.json", "2026-10_series_list_page.json"):
@@ -603,50 +738,98 @@ class FakeExchange:
         for e in nfl:
             recorded_events[e["event_ticker"]] = e
 
+        at = functools.cache(functools.partial(recorded_at, fixtures))
+
         # Newest recordings first: where a ticker occurs twice, the current shape wins.
-        market_objects: list[dict[str, Any]] = [
-            *_load(fixtures, "2026-10_markets_page.json")["markets"],
-            _load(fixtures, "2026-10_market_single.json")["market"],
-            *nested_event.get("markets", []),
-            _load(fixtures, "2026-08_market_single_nested_and_orderbook.json")["single"]["market"],
-            *(m for e in nfl for m in e.get("markets", [])),
-            *_load(fixtures, "2026-08_markets_settled.json")["markets"],
-            _load(fixtures, "2026-09_market_settled_scalar_fairprice.json"),
+        market_objects: list[tuple[dict[str, Any], int]] = [
             *(
-                _modernise_market(m)
-                for m in [
-                    *_load(fixtures, "legacy_2026-01_markets_page.json")["markets"],
-                    _load(fixtures, "legacy_2026-01_market_single.json")["market"],
-                    *legacy_event["markets"],
-                ]
+                (m, at("2026-10_markets_page.json"))
+                for m in _load(fixtures, "2026-10_markets_page.json")["markets"]
+            ),
+            (_load(fixtures, "2026-10_market_single.json")["market"], at("2026-10_market_single.json")),
+            *((m, at("2026-10_event_single_nested.json")) for m in nested_event.get("markets", [])),
+            (
+                _load(fixtures, "2026-08_market_single_nested_and_orderbook.json")["single"]["market"],
+                at("2026-08_market_single_nested_and_orderbook.json"),
+            ),
+            *((m, at("2026-08_events_nested_nfl_preseason.json")) for e in nfl for m in e.get("markets", [])),
+            *(
+                (m, at("2026-08_markets_settled.json"))
+                for m in _load(fixtures, "2026-08_markets_settled.json")["markets"]
+            ),
+            (
+                _load(fixtures, "2026-09_market_settled_scalar_fairprice.json"),
+                at("2026-09_market_settled_scalar_fairprice.json"),
+            ),
+            *(
+                (_modernise_market(m), at(name))
+                for name, objects in (
+                    (
+                        "legacy_2026-01_markets_page.json",
+                        _load(fixtures, "legacy_2026-01_markets_page.json")["markets"],
+                    ),
+                    (
+                        "legacy_2026-01_market_single.json",
+                        [_load(fixtures, "legacy_2026-01_market_single.json")["market"]],
+                    ),
+                    ("legacy_2026-01_event_single.json", legacy_event["markets"]),
+                )
+                for m in objects
             ),
         ]
-        for data in market_objects:
+        for data, recorded in market_objects:
             if data["ticker"] not in self.markets:
-                self._add_market(data, recorded_events)
-        # Settled before the cutoff: Kalshi serves these only under /historical (not routed here
-        # yet), but their events and series stay listed.
-        for data in _load(fixtures, "2026-09_historical_markets_page.json")["markets"]:
-            self.historical_markets[data["ticker"]] = data
-            self._ensure_event(data, recorded_events)
+                self._add_market(data, recorded_events, recorded)
+        # Settled before the cutoff: Kalshi serves these only under /historical, but their events
+        # and series stay listed.
+        archive = "2026-09_historical_markets_page.json"
+        for data in _load(fixtures, archive)["markets"]:
+            days = self._days_since(at(archive))
+            data = shift_times(data, MARKET_TIME_KEYS, days)
+            event = self._ensure_event(data, recorded_events, days)
+            self.archived[data["ticker"]] = FakeMarket(
+                data,
+                series_ticker=event.series_ticker,
+                recorded_ts=at(archive) + days * 86_400,
+                shift_days=days,
+            )
 
+        # A recorded trade moves with its market, so it stays inside the market's lifetime.
         for raw_trade in [
             *_load(fixtures, "legacy_2026-01_trades_page.json")["trades"],
             *_load(fixtures, "2026-09_trades_all_markets_page.json")["trades"],
             *_load(fixtures, "2026-10_trades_page.json")["trades"],
         ]:
-            if raw_trade["ticker"] in self.markets:
-                self.trades.append(_modernise_trade(raw_trade))
+            market = self.markets.get(raw_trade["ticker"])
+            if market is not None:
+                self.trades.append(
+                    shift_times(_modernise_trade(raw_trade), ("created_time",), market.shift_days)
+                )
         self.trades = deque(sorted(self.trades, key=lambda t: t["created_time"]), maxlen=self.trades.maxlen)
+        for raw_trade in _load(fixtures, "2026-09_historical_trades_page.json")["trades"]:
+            archived = self.archived.get(raw_trade["ticker"])
+            if archived is not None:
+                self.archived_trades.append(
+                    shift_times(_modernise_trade(raw_trade), ("created_time",), archived.shift_days)
+                )
+        self.archived_trades.sort(key=lambda t: t["created_time"])
+        cutoff = "2026-09_historical_cutoff.json"
+        self.cutoff = shift_times(
+            _load(fixtures, cutoff), _load(fixtures, cutoff), self._days_since(at(cutoff))
+        )
         self.exchange_status = _load(fixtures, "2026-10_exchange_status.json")
 
-    def _ensure_event(self, market: dict[str, Any], recorded: dict[str, dict[str, Any]]) -> FakeEvent:
+    def _ensure_event(
+        self, market: dict[str, Any], recorded: dict[str, dict[str, Any]], days: int = 0
+    ) -> FakeEvent:
         ticker = market["event_ticker"]
         event = self.events.get(ticker)
         if event is not None:
             return event
         data = recorded.get(ticker)
-        if data is None:
+        if data is not None:
+            data = shift_times(data, EVENT_TIME_KEYS, days)
+        else:
             data = {
                 "event_ticker": ticker,
                 "series_ticker": _series_of(ticker),
@@ -679,9 +862,15 @@ class FakeExchange:
             }
         return event
 
-    def _add_market(self, data: dict[str, Any], recorded: dict[str, dict[str, Any]]) -> FakeMarket:
-        event = self._ensure_event(data, recorded)
-        market = FakeMarket(data, series_ticker=event.series_ticker)
+    def _add_market(
+        self, data: dict[str, Any], recorded: dict[str, dict[str, Any]], recorded_ts: int
+    ) -> FakeMarket:
+        days = self._days_since(recorded_ts)
+        data = shift_times(data, MARKET_TIME_KEYS, days)
+        event = self._ensure_event(data, recorded, days)
+        market = FakeMarket(
+            data, series_ticker=event.series_ticker, recorded_ts=recorded_ts + days * 86_400, shift_days=days
+        )
         self.markets[market.ticker] = market
         event.markets.append(market)
         return market
@@ -714,6 +903,8 @@ class FakeExchange:
                 market = FakeMarket(
                     {**source.static, "ticker": f"{event_ticker}-{suffix}", "event_ticker": event_ticker},
                     series_ticker=source.series_ticker,
+                    recorded_ts=source.recorded_ts,
+                    shift_days=source.shift_days,
                 )
                 market.static = source.static  # shared: only the quote differs between clones
                 self._randomise_quote(market, rng)
@@ -764,22 +955,48 @@ class FakeExchange:
             k = min(len(self._active), max(1, round(share * len(self._active)))) if self._active else 0
             chosen = rng.sample(self._active, k)
         moved = []
+        now = self._wall()
         for market in chosen:
             before = market.quote
-            self._move(market, rng, force=tickers is not None)
+            log = market.log if market.log is not None else self._live_log(market)
+            trade = self._move(market, rng, force=tickers is not None, now=now)
             if market.quote != before:
                 market.version += 1
                 moved.append(market.ticker)
+                log.record(
+                    now,
+                    bid=market.yes_bid,
+                    ask=market.yes_ask,
+                    volume=market.volume,
+                    open_interest=market.open_interest,
+                    trade=trade,
+                )
         return moved
 
-    def _move(self, market: FakeMarket, rng: random.Random, *, force: bool) -> None:
+    def _live_log(self, market: FakeMarket) -> LiveLog:
+        """The market's candle log, starting from the quote the exchange started with."""
+        bid, ask, last, volume, _, open_interest = market.start
+        market.log = LiveLog(
+            bid=bid,
+            ask=ask,
+            volume=volume,
+            open_interest=open_interest,
+            last_trade=last if volume > 0 and last > 0 else None,
+            limit=self._log_limit,
+        )
+        return market.log
+
+    def _move(
+        self, market: FakeMarket, rng: random.Random, *, force: bool, now: float
+    ) -> tuple[int, int] | None:
+        """Move one market's quote; returns the trade (price, count) that came with it, if any."""
         grid = market.grid
         last = len(grid) - 1
         if market.yes_bid == 0 and market.yes_ask == PRICE_SCALE:
             # An empty book: most stay empty; now and then someone starts quoting.
             if force or rng.random() < 0.3:
                 self._randomise_quote(market, rng)
-            return
+            return None
         bid_index = _grid_index(grid, market.yes_bid) if market.yes_bid else None
         ask_index = _grid_index(grid, market.yes_ask) if market.yes_ask < PRICE_SCALE else None
         if bid_index is None:
@@ -798,11 +1015,12 @@ class FakeExchange:
         market.yes_bid_size = _random_size(rng)
         market.yes_ask_size = _random_size(rng)
         if force or rng.random() < 0.6:
-            self._trade(market, rng, bought_yes=rng.random() < 0.5, at=(old_ask, old_bid))
+            return self._trade(market, rng, bought_yes=rng.random() < 0.5, at=(old_ask, old_bid), now=now)
+        return None
 
     def _trade(
-        self, market: FakeMarket, rng: random.Random, *, bought_yes: bool, at: tuple[int, int]
-    ) -> None:
+        self, market: FakeMarket, rng: random.Random, *, bought_yes: bool, at: tuple[int, int], now: float
+    ) -> tuple[int, int]:
         """A taker crossed the old spread: volume and the tape move, last_price lands on the grid."""
         price = at[0] if bought_yes else at[1]
         count = int(10 ** rng.uniform(2, 5))
@@ -822,9 +1040,123 @@ class FakeExchange:
                 "taker_outcome_side": side,
                 "taker_book_side": "bid" if bought_yes else "ask",
                 "is_block_trade": False,
-                "created_time": _rfc3339(datetime.now(UTC)),
+                "created_time": _rfc3339(datetime.fromtimestamp(now, UTC)),
             }
         )
+        return price, count
+
+    # -- history ---------------------------------------------------------------------------------
+
+    def _path(self, market: FakeMarket) -> MarketPath | None:
+        """The market's synthetic history up to the exchange's start (or its close), built once."""
+        if market.path is not None:
+            return market.path
+        if market.open_ts is None:
+            return None
+        live = market.status == "active"
+        start_ts = self.start_hour * HOUR
+        end_ts = start_ts if live or market.close_ts is None else min(market.close_ts, start_ts)
+        if end_ts <= market.open_ts:
+            return None
+        bid, ask, last, volume, volume_24h, open_interest = market.start
+        grid = market.grid
+        n = len(grid)
+
+        def index(price: int) -> int:  # into (no bid, *grid, no ask)
+            if price <= 0:
+                return 0
+            if price >= PRICE_SCALE:
+                return n + 1
+            return _grid_index(grid, price) + 1
+
+        def around(price: int) -> tuple[int, int]:  # a one-step book at a trade price
+            i = index(price)
+            return (i - 1, i) if price * 2 >= PRICE_SCALE else (i, i + 1)
+
+        empty_book = bid == 0 and ask == PRICE_SCALE
+        traded = volume > 0 and last > 0
+        end_hour = -(-end_ts // HOUR)
+        anchors = []
+        if live and not empty_book:
+            anchors.append(Anchor(end_hour, index(bid), index(ask)))
+        elif traded:
+            # A closed market's book ends around its last trade; so does a live one whose book
+            # emptied (its candles then show the book it had).
+            anchors.append(Anchor(end_hour, *around(last)))
+        elif not empty_book:
+            anchors.append(Anchor(end_hour, index(bid), index(ask)))
+        # Kalshi reports the quote and volume "a day ago" (previous_*, volume_24h): a day before
+        # the start for a live market, a day before its recording for a closed one.
+        reference = end_hour * HOUR if live else market.recorded_ts
+        day_before = reference - 86_400
+        previous = (
+            market.static.get("previous_yes_bid_dollars"),
+            market.static.get("previous_yes_ask_dollars"),
+        )
+        if None not in previous and market.open_ts < day_before < end_ts:
+            prev_bid, prev_ask = parse_price(previous[0]), parse_price(previous[1])
+            # previous_yes_ask "0.0000" means no quote a day ago (see kalshi.KalshiQuote), and an
+            # empty book is no anchor either.
+            if prev_ask > 0 and prev_bid < prev_ask and not (prev_bid == 0 and prev_ask == PRICE_SCALE):
+                anchors.append(Anchor(day_before // HOUR, index(prev_bid), index(prev_ask)))
+        knots = [(market.open_ts, 0)]
+        if 0 < volume_24h <= volume and market.open_ts < day_before < end_ts:
+            # On the hour, like the quote a day before: the last day's candles add up to it.
+            knots.append((day_before // HOUR * HOUR, volume - volume_24h))
+        knots.append((end_ts, volume))
+        key = market_key(self.seed, market.ticker)
+        if volume > 0 and open_interest > 0:
+            oi = (open_interest, volume)
+        elif volume > 0 and not live:
+            # Settled markets report their open interest after payout; while they traded it was
+            # a share of the volume.
+            oi = (3 + key % 4, 10)
+        else:
+            oi = (0, 1)
+        market.path = MarketPath(
+            key=key,
+            grid=grid,
+            open_ts=market.open_ts,
+            end_ts=end_ts,
+            anchors=anchors,
+            volume_knots=knots,
+            open_interest=oi,
+            last_price=last if traded else None,
+            empty=empty_book and not traded,
+        )
+        return market.path
+
+    def candles(self, market: FakeMarket, period: int, start_ts: int, end_ts: int) -> list[Candle]:
+        """The market's candles of `period` minutes whose end lies in [start_ts, end_ts].
+
+        Only periods that have ended; from the one containing the market's open to the one
+        containing its close (live markets: to now). Before the exchange started they come from
+        the market's synthetic path, after it from its live moves.
+        """
+        if market.open_ts is None:
+            return []
+        now = int(self._wall())
+        live = market.status == "active"
+        last_end = now
+        if not live and market.close_ts is not None:
+            last_end = min(now, period_end_after(period, market.close_ts - 1))
+        first_end = period_end_after(period, market.open_ts)
+        bounds = period_bounds(period, max(first_end, start_ts), min(last_end, end_ts))
+        if not bounds:
+            return []
+        path = self._path(market)
+        start = self.start_hour * HOUR
+        if not live:
+            return path.candles(bounds) if path is not None else []
+        before = [(s, e) for s, e in bounds if e <= start]
+        out = path.candles(before) if path is not None else []
+        log = market.log if market.log is not None else self._live_log(market)
+        for s, e in bounds[len(before) :]:
+            if s >= start or path is None:
+                out.append(log.candle(max(s, start), e))
+            else:
+                out.append(merge(path.candles([(s, start)])[0], log.candle(start, e)))
+        return out
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -958,8 +1290,10 @@ class FakeExchange:
             "seed": self.seed,
             "tick": self.tick,
             "tick_seconds": self.tick_seconds,
+            "started_at": _rfc3339(datetime.fromtimestamp(self.started_at, UTC)),
             "markets": len(self.markets),
             "open_markets": len(self._active),
+            "archived_markets": len(self.archived),
             "events": len(self.events),
             "series": len(self.series),
             "requests": dict(self.requests),
@@ -1085,6 +1419,94 @@ def list_markets(ex: FakeExchange, req: Request) -> Reply:
     return Reply.json({"cursor": cursor, "markets": [m.render() for m in chunk]})
 
 
+# -- candlesticks (shapes: 2026-08_candlesticks_1m_mlb.json, 2026-09_candlesticks_hourly_live.json,
+# 2026-09_historical_candlesticks_hourly.json; specs in openapi_fragments/) ---------------------------
+
+
+def _ohlc(open_: int, high: int, low: int, close: int, suffix: str) -> dict[str, str]:
+    return {
+        f"close{suffix}": format_price(close),
+        f"high{suffix}": format_price(high),
+        f"low{suffix}": format_price(low),
+        f"open{suffix}": format_price(open_),
+    }
+
+
+def live_candle(c: Candle) -> dict[str, Any]:
+    """The live shape: `*_dollars`, `*_fp`; price keys omitted when nothing traded."""
+    price: dict[str, str] = {}
+    if c.trades:
+        price = {
+            "close_dollars": format_price(c.trade_close),
+            "high_dollars": format_price(c.trade_high),
+            "low_dollars": format_price(c.trade_low),
+            "mean_dollars": format_price(c.mean),
+            "open_dollars": format_price(c.trade_open),
+        }
+    if c.previous is not None:
+        price["previous_dollars"] = format_price(c.previous)
+    return {
+        "end_period_ts": c.end,
+        "open_interest_fp": format_count(c.open_interest),
+        "price": price,
+        "volume_fp": format_count(c.volume),
+        "yes_ask": _ohlc(c.ask_open, c.ask_high, c.ask_low, c.ask_close, "_dollars"),
+        "yes_bid": _ohlc(c.bid_open, c.bid_high, c.bid_low, c.bid_close, "_dollars"),
+    }
+
+
+def historical_candle(c: Candle) -> dict[str, Any]:
+    """The archive's shape: dollar strings under bare names, nulls kept, `volume`/`open_interest`."""
+    traded = bool(c.trades)
+    return {
+        "end_period_ts": c.end,
+        "open_interest": format_count(c.open_interest),
+        "price": {
+            "close": format_price(c.trade_close) if traded else None,
+            "high": format_price(c.trade_high) if traded else None,
+            "low": format_price(c.trade_low) if traded else None,
+            "mean": format_price(c.mean) if traded else None,
+            "open": format_price(c.trade_open) if traded else None,
+            "previous": None if c.previous is None else format_price(c.previous),
+        },
+        "volume": format_count(c.volume),
+        "yes_ask": _ohlc(c.ask_open, c.ask_high, c.ask_low, c.ask_close, ""),
+        "yes_bid": _ohlc(c.bid_open, c.bid_high, c.bid_low, c.bid_close, ""),
+    }
+
+
+def _candle_window(req: Request) -> tuple[int, int, int]:
+    start = req.get_int("start_ts", None, low=0)
+    end = req.get_int("end_ts", None, low=0)
+    period = req.get_int("period_interval", None)
+    if period not in PERIODS:
+        raise ApiError.bad_request("invalid period_interval")
+    if end < start:
+        raise ApiError.bad_request("end_ts must not be before start_ts")
+    return start, end, period
+
+
+@route("GET", r"/markets/candlesticks")
+def batch_candlesticks(ex: FakeExchange, req: Request) -> Reply:
+    """GET /markets/candlesticks: ≤100 live markets; ≤10,000 candles in all (the rest are cut off)."""
+    tickers = list(dict.fromkeys(req.get_list("market_tickers")))
+    if not tickers:
+        raise ApiError.bad_request("market_tickers is required")
+    if len(tickers) > MAX_BATCH_TICKERS:
+        raise ApiError.bad_request(f"at most {MAX_BATCH_TICKERS} market tickers")
+    start, end, period = _candle_window(req)
+    room = MAX_BATCH_CANDLES
+    markets = []
+    for ticker in tickers:
+        market = ex.markets.get(ticker)
+        if market is None:
+            continue  # archived or unknown: not part of the live data set
+        candles = ex.candles(market, period, start, end)[:room]
+        room -= len(candles)
+        markets.append({"market_ticker": ticker, "candlesticks": [live_candle(c) for c in candles]})
+    return Reply.json({"markets": markets})
+
+
 @route("GET", r"/markets/trades")
 def list_trades(ex: FakeExchange, req: Request) -> Reply:
     ticker = req.get("ticker") or None
@@ -1200,6 +1622,83 @@ def get_series(ex: FakeExchange, req: Request, ticker: str) -> Reply:
 @route("GET", r"/exchange/status")
 def exchange_status(ex: FakeExchange, req: Request) -> Reply:
     return Reply.json(ex.exchange_status)
+
+
+@route("GET", r"/series/(?P<series>[^/]+)/markets/(?P<ticker>[^/]+)/candlesticks")
+def market_candlesticks(ex: FakeExchange, req: Request, series: str, ticker: str) -> Reply:
+    market = ex.markets.get(ticker)
+    if market is None or market.series_ticker != series:
+        raise ApiError.not_found()
+    start, end, period = _candle_window(req)
+    candles = ex.candles(market, period, start, end)
+    return Reply.json({"candlesticks": [live_candle(c) for c in candles], "ticker": ticker})
+
+
+# -- the archive: markets settled before the cutoff ------------------------------------------------
+
+
+@route("GET", r"/historical/cutoff")
+def historical_cutoff(ex: FakeExchange, req: Request) -> Reply:
+    return Reply.json(ex.cutoff)
+
+
+@route("GET", r"/historical/markets")
+def historical_markets(ex: FakeExchange, req: Request) -> Reply:
+    tickers = frozenset(req.get_list("tickers")) or None
+    event_ticker = req.get("event_ticker") or None
+    series_ticker = req.get("series_ticker") or None
+    mve = req.get("mve_filter") or None
+    if mve not in (None, "exclude"):
+        raise ApiError.bad_request("invalid mve_filter")
+    found = [
+        m
+        for m in ex.archived.values()
+        if (tickers is None or m.ticker in tickers)
+        and (event_ticker is None or m.event_ticker == event_ticker)
+        and (series_ticker is None or m.series_ticker == series_ticker)
+        and (mve is None or not m.is_combo)
+    ]
+    chunk, cursor = _page(found, req, default_limit=100, max_limit=1000)
+    return Reply.json({"cursor": cursor, "markets": [m.render() for m in chunk]})
+
+
+@route("GET", r"/historical/markets/(?P<ticker>[^/]+)")
+def historical_market(ex: FakeExchange, req: Request, ticker: str) -> Reply:
+    market = ex.archived.get(ticker)
+    if market is None:
+        raise ApiError.not_found()
+    return Reply.json({"market": market.render()})
+
+
+@route("GET", r"/historical/markets/(?P<ticker>[^/]+)/candlesticks")
+def historical_candlesticks(ex: FakeExchange, req: Request, ticker: str) -> Reply:
+    market = ex.archived.get(ticker)
+    if market is None:
+        raise ApiError.not_found()
+    start, end, period = _candle_window(req)
+    candles = ex.candles(market, period, start, end)
+    return Reply.json({"candlesticks": [historical_candle(c) for c in candles], "ticker": ticker})
+
+
+@route("GET", r"/historical/trades")
+def historical_trades(ex: FakeExchange, req: Request) -> Reply:
+    ticker = req.get("ticker") or None
+    min_ts = req.get_int("min_ts", -1, low=0)
+    max_ts = req.get_int("max_ts", -1, low=0)
+    block = req.get("is_block_trade")
+    want_block = None if block in (None, "") else req.get_bool("is_block_trade")
+    trades = []
+    for t in reversed(ex.archived_trades):  # newest first
+        if ticker is not None and t["ticker"] != ticker:
+            continue
+        if want_block is not None and t.get("is_block_trade", False) != want_block:
+            continue
+        ts = _timestamp(t["created_time"]) or 0
+        if (min_ts >= 0 and ts < min_ts) or (max_ts >= 0 and ts > max_ts):
+            continue
+        trades.append(t)
+    chunk, cursor = _page(trades, req, default_limit=100, max_limit=1000)
+    return Reply.json({"cursor": cursor, "trades": list(chunk)})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ page of `GET /markets?status=open`, and for each page, in one transaction:
 * everything else costs one digest comparison and no write.
 
 On PostgreSQL the quote path uses COPY (psycopg 3) into the snapshot table and a temporary table
-for the market update; on SQLite it uses `bulk_create` and `executemany`. Pages are processed one
+for the market update; on SQLite one `executemany` each. Pages are processed one
 at a time, so memory stays flat however many markets Kalshi lists.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from typing import Any
 
 import msgspec
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, OperationalError, ProgrammingError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
@@ -55,6 +56,10 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 POLL_LOCK_NAME = "poll-markets"
+# Progress lines: every this many pages of the first cycle (it stores every open market, 60-95
+# pages on Kalshi), and from any cycle still running this many seconds after the last line.
+FIRST_CYCLE_PROGRESS_PAGES = 10
+SLOW_CYCLE_PROGRESS_SECONDS = 30.0
 # Requests a cycle may spend filling in events and series it has only seen by ticker.
 REFERENCE_SYNC_BUDGET = 40
 EVENTS_PER_REQUEST = 100
@@ -375,6 +380,8 @@ def write_snapshots(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool = Fal
         return 0
     if connection.vendor == "postgresql":
         return _copy_snapshots(rows, ignore_conflicts=ignore_conflicts)
+    if connection.vendor == "sqlite":
+        return _insert_snapshots_sqlite(rows, ignore_conflicts=ignore_conflicts)
     objs = [
         MarketSnapshot(
             market_id=r.market_id,
@@ -415,6 +422,38 @@ def _copy_lines(rows: Sequence[SnapshotRow], *, with_raw: bool) -> Iterator[str]
             lines.append(line + "\t" + _copy_json(r.raw) if with_raw else line)
         lines.append("")
         yield "\n".join(lines)
+
+
+def _insert_snapshots_sqlite(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool) -> int:
+    """One `executemany` with values adapted the way Django stores them on SQLite.
+
+    `bulk_create` prepares every value of every row through its field (about 15 calls per value),
+    which made a first poll cycle of ~90k markets, or a backfill, spend most of its time there.
+    """
+    ops = connection.ops
+    table = MarketSnapshot._meta.db_table
+    columns = (*SNAPSHOT_COLUMNS, "raw")
+    verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
+    sql = f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    stamps: dict[datetime, Any] = {}
+    params = []
+    for r in rows:
+        stamp = stamps.get(r.captured_at)
+        if stamp is None:
+            stamp = stamps[r.captured_at] = ops.adapt_datetimefield_value(r.captured_at)
+        params.append(
+            (
+                r.market_id,
+                stamp,
+                r.source,
+                *(None if v is None else ops.adapt_decimalfield_value(Decimal(v)) for v in r.quote),
+                None if r.raw is None else bytes(r.raw).decode(),
+            )
+        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+        # sqlite3 sums the rows each statement changed; an ignored duplicate changes none.
+        return int(cursor.rowcount)
 
 
 def _copy_snapshots(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool) -> int:
@@ -624,17 +663,40 @@ def run_poll_cycle(
             return PollRun.objects.create(
                 trigger=trigger, started_at=now, finished_at=now, outcome=PollOutcome.SKIPPED
             )
+        first = not PollRun.objects.filter(outcome__in=(PollOutcome.OK, PollOutcome.PARTIAL)).exists()
         run = PollRun.objects.create(trigger=trigger)
         requests_before = client.requests_made
         totals = PageStats()
+        if first:
+            logger.info(
+                "First poll cycle: storing every open market listed by %s (60,000-95,000 on Kalshi, "
+                "a few minutes); each page is visible in the web UI as soon as it is stored.",
+                client.base_url,
+            )
+        last_line = time.monotonic()
         try:
             for page in client.iter_markets_pages(status="open", mve_filter="exclude"):
                 stats = record_page(page)
                 totals.add(stats)
                 run.pages += 1
                 _copy_stats(run, totals, client.requests_made - requests_before)
+                # Each page commits on its own and the run's counts with it: readers (the web
+                # UI, the admin's poll runs) see the cycle advance instead of waiting for its end.
                 run.save(update_fields=[*_STAT_FIELDS, "pages", "requests"])
                 held.extend()
+                moment = time.monotonic()
+                if (first and run.pages % FIRST_CYCLE_PROGRESS_PAGES == 0) or (
+                    moment - last_line >= SLOW_CYCLE_PROGRESS_SECONDS
+                ):
+                    last_line = moment
+                    logger.info(
+                        "%s: %d markets so far (%d new) in %d pages, %.0fs",
+                        "First poll cycle" if first else "Poll cycle still running",
+                        run.markets_seen,
+                        run.markets_created,
+                        run.pages,
+                        (timezone.now() - run.started_at).total_seconds(),
+                    )
             sync_reference_data(client=client, budget=reference_budget)
         except KalshiError as exc:
             run.outcome = PollOutcome.FAILED
@@ -682,6 +744,25 @@ def _copy_stats(run: PollRun, totals: PageStats, requests: int) -> None:
 def _save_finished(run: PollRun) -> None:
     try:
         run.save()
+    except DatabaseError as exc:
+        # The database itself is what failed; the caller reports that, once.
+        logger.warning("Could not record the end of poll run %s: %s", run.pk, _first_line(exc))
     except Exception:
-        # The database itself may be what failed; the original error matters more than this one.
         logger.exception("Could not record the end of poll run %s", run.pk)
+
+
+def _first_line(exc: BaseException) -> str:
+    # PostgreSQL follows the cause with the failing SQL or its own hints.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def database_problem(exc: DatabaseError) -> str:
+    """One line saying what is wrong with the database and which setting to check."""
+    detail = _first_line(exc)
+    # PostgreSQL says "relation ... does not exist", SQLite "no such table": a fresh database.
+    if isinstance(exc, ProgrammingError) or (isinstance(exc, OperationalError) and "no such table" in detail):
+        return (
+            f"The database at DATABASE_URL has no Kalshi Insights tables yet ({detail}). "
+            "Run `python manage.py migrate` first."
+        )
+    return f"The database is unreachable ({detail}). Check DATABASE_URL and that the server is running."

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -73,6 +73,13 @@ class MalformedPayload(ValueError):
     """A single object in a response did not match Kalshi's schema."""
 
 
+class _Garbled(Exception):
+    """A successful response whose JSON is cut short or garbled on the way: worth another try."""
+
+
+T = TypeVar("T")
+
+
 # --------------------------------------------------------------------------------------------------
 # Parsed shapes
 # --------------------------------------------------------------------------------------------------
@@ -86,6 +93,40 @@ def _unset_to_none(value: datetime | None) -> datetime | None:
 
 def _cents(value: int | None) -> Decimal | None:
     return None if value is None else Decimal(value) / HUNDRED
+
+
+# Two conventions for "nothing there" need care (evidence: the recordings in markets/tests/fixtures):
+#
+# * A missing YES ask. Today's API writes yes_ask "1.0000" (nothing to buy below $1) and derives
+#   no_bid = 1 - yes_ask = "0.0000" (e.g. every settled market in 2026-08_markets_settled.json).
+#   The Jan-2026 payloads that still carry the integer-cent fields wrote yes_ask 0 instead, with
+#   no_bid 100 derived from it, in both the cents and the `*_dollars` fields (all five combo
+#   markets in legacy_2026-01_markets_page.json: yes_bid 0, yes_ask 0, no_bid 100, no_ask 100).
+#   A YES ask of $0 would be a free contract, so in that shape it can only mean "no ask": it is
+#   read as today's 1.0000, and its no_bid of 1.0000 as 0.0000. The missing YES bid needs nothing:
+#   both shapes write yes_bid 0 and no_ask 1.
+# * previous_yes_ask "0.0000" ("the ask a day ago") does not mean "no ask" either: where there was
+#   no ask a day ago today's API writes "1.0000" (the 12 markets in 2026-08_markets_settled.json
+#   that had settled a day before their recording: previous_yes_bid "0.0000", previous_yes_ask
+#   "1.0000"). "0.0000" occurs only together with previous_yes_bid and previous_price "0.0000": on
+#   a market created four hours before its recording, so there was no quote a day ago
+#   (2026-09_market_settled_scalar_fairprice.json), and on every Jan-2026 market, including
+#   KXELONMARS-99, which had traded 35,001 contracts and was quoted 0.06/0.07 at the time. It
+#   therefore means "no quote known a day ago" and is read as unknown (None), not as a $0 ask.
+#   A previous_yes_bid or previous_price of 0 reads correctly as "no bid" / "no trade".
+
+
+def _normalise_missing_quotes(
+    yes_ask: Decimal | None, no_bid: Decimal | None, previous_yes_ask: Decimal | None, *, legacy: bool
+) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """Today's conventions for a missing ask (see above); `legacy`: the integer-cent shape."""
+    if legacy and yes_ask == ZERO:
+        yes_ask = ONE
+        if no_bid == ONE:
+            no_bid = ZERO
+    if previous_yes_ask == ZERO:
+        previous_yes_ask = None
+    return yes_ask, no_bid, previous_yes_ask
 
 
 # msgspec reads "NaN" and "Infinity" as Decimals; they are malformed for every Kalshi field, and
@@ -204,6 +245,9 @@ class KalshiMarket(msgspec.Struct, kw_only=True, gc=False):
             if getattr(self, name) is None:
                 legacy = getattr(self, f"legacy_{name}")
                 setattr(self, name, None if legacy is None else Decimal(legacy))
+        self.yes_ask, self.no_bid, self.previous_yes_ask = _normalise_missing_quotes(
+            self.yes_ask, self.no_bid, self.previous_yes_ask, legacy=self.legacy_yes_ask is not None
+        )
         for name in self.PRICE_NAMES:
             _check_price(name, getattr(self, name))
         for name in self.COUNT_NAMES:
@@ -489,8 +533,23 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
     def values(self) -> tuple[Decimal | None, ...]:
         """The 13 quote values as validated Decimals, in `QUOTE_VALUE_NAMES` order.
 
-        Raises MalformedPayload if a value is not a decimal or is out of range.
+        Missing asks follow today's conventions (see `_normalise_missing_quotes`). Raises
+        MalformedPayload if a value is not a finite decimal or is out of range.
         """
+        return self._parse()[0]
+
+    def checked_texts(self) -> tuple[str | None, ...]:
+        """The 13 quote values as exact decimal strings, validated like `values()`.
+
+        Kalshi's own strings when they need no change, so a writer can pass them on unformatted.
+        """
+        values, normalised = self._parse()
+        texts = self._texts()
+        if None not in texts and not normalised:
+            return texts
+        return tuple(None if v is None else str(v) for v in values)
+
+    def _parse(self) -> tuple[tuple[Decimal | None, ...], bool]:
         texts = self._texts()
         try:
             values: tuple[Decimal | None, ...]
@@ -498,29 +557,26 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
                 present = tuple(map(Decimal, texts))  # type: ignore[arg-type]
                 # One comparison per bound for all 13 values; NaN makes them raise, and an
                 # infinity is out of range, so no separate finiteness check is needed.
-                if min(present) >= ZERO and max(present[:5] + present[10:]) <= ONE:
-                    return present
+                in_range = min(present) >= ZERO and max(present[:5] + present[10:]) <= ONE
                 values = present
             else:
                 values = tuple(self._value(i, text) for i, text in enumerate(texts))
-            for i, value in enumerate(values):
-                if value is not None and (value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE)):
-                    raise MalformedPayload(f"{_QUOTE_STRING_FIELDS[i]}={value} is out of range")
+                in_range = False
+            if not in_range:
+                for i, value in enumerate(values):
+                    if value is not None and (value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE)):
+                        raise MalformedPayload(f"{_QUOTE_STRING_FIELDS[i]}={value} is out of range")
         except ArithmeticError:
             bad = next((t for t in texts if t is not None and not _is_finite_decimal(t)), "?")
             raise MalformedPayload(f"{bad!r} is not a finite decimal") from None
-        return values
-
-    def checked_texts(self) -> tuple[str | None, ...]:
-        """The 13 quote values as exact decimal strings, validated like `values()`.
-
-        Kalshi's own strings when present, so a writer can pass them on without formatting.
-        """
-        texts = self._texts()
-        values = self.values()
-        if None not in texts:
-            return texts
-        return tuple(None if v is None else str(v) for v in values)
+        legacy = self.yes_ask is not None  # the integer-cent shape
+        if values[11] == ZERO or (legacy and values[1] == ZERO):
+            yes_ask, no_bid, previous_yes_ask = _normalise_missing_quotes(
+                values[1], values[2], values[11], legacy=legacy
+            )
+            values = (values[0], yes_ask, no_bid, *values[3:11], previous_yes_ask, values[12])
+            return values, True
+        return values, False
 
     def _value(self, i: int, text: str | None) -> Decimal | None:
         if text is not None:
@@ -1115,12 +1171,27 @@ class KalshiClient:
 
     def request(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
         """GET `path` and return the body, retrying transient failures; raises KalshiError."""
+        body: bytes = self._send(path, params, None)
+        return body
+
+    def get(self, path: str, type_: type[T], params: Mapping[str, Any] | None = None) -> T:
+        """GET `path` and decode its JSON body as `type_`, retrying transient failures.
+
+        A body that is cut short or garbled (JSON that does not parse) is retried like a 5xx: a
+        dropped CDN connection leaves exactly that. A body of the wrong shape, or one that is not
+        JSON at all, is not retried: KALSHI_API_BASE is probably not Kalshi's API.
+        """
+        decoded: T = self._send(path, params, type_)
+        return decoded
+
+    def _send(self, path: str, params: Mapping[str, Any] | None, type_: type[Any] | None) -> Any:
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         request = self._http.build_request("GET", path, params=clean)
         where = _describe("GET", request.url)
         attempts = self.max_retries + 1
         last_problem = ""
         last_status: int | None = None
+        garbled = False
         for attempt in range(attempts):
             if attempt:
                 delay = self._backoff(attempt - 1)
@@ -1132,13 +1203,15 @@ class KalshiClient:
                 response = self._http.send(request)
             except httpx.TimeoutException as exc:
                 last_problem, last_status = f"timed out after {self.timeout:g}s ({type(exc).__name__})", None
+                garbled = False
                 continue
             except httpx.TransportError as exc:
                 last_problem, last_status = f"could not connect: {exc or type(exc).__name__}", None
+                garbled = False
                 continue
             if response.status_code in RETRY_STATUSES:
                 last_problem = f"HTTP {response.status_code} {_error_detail(response)}".strip()
-                last_status = response.status_code
+                last_status, garbled = response.status_code, False
                 continue
             if response.status_code >= 400:
                 hint = ""
@@ -1150,14 +1223,25 @@ class KalshiClient:
                     status_code=response.status_code,
                     attempts=attempt + 1,
                 )
-            return response.content
-        advice = (
-            f" Check KALSHI_API_BASE ({self.base_url}) and this machine's network access."
-            if last_status is None
-            else " Kalshi kept refusing; try again later or lower KALSHI_RATE_LIMIT."
-            if last_status == 429
-            else " Kalshi's API is having trouble; try again later."
-        )
+            if type_ is None:
+                return response.content
+            try:
+                return self._decode(response.content, type_, path)
+            except _Garbled as exc:
+                last_problem = f"the response body was malformed JSON, cut short or garbled ({exc})"
+                last_status, garbled = None, True
+                continue
+        if garbled:
+            advice = (
+                " Responses keep arriving broken (an unstable connection or a proxy cutting them "
+                "short?); try again later."
+            )
+        elif last_status is None:
+            advice = f" Check KALSHI_API_BASE ({self.base_url}) and this machine's network access."
+        elif last_status == 429:
+            advice = " Kalshi kept refusing; try again later or lower KALSHI_RATE_LIMIT."
+        else:
+            advice = " Kalshi's API is having trouble; try again later."
         raise KalshiError(
             f"{where} failed after {attempts} attempt(s): {last_problem}.{advice}",
             url=str(request.url),
@@ -1166,9 +1250,15 @@ class KalshiClient:
         )
 
     def _decode(self, body: bytes, type_: type[Any], path: str) -> Any:
+        """Decode a 200's body; raises _Garbled for broken JSON, KalshiError for anything else."""
         try:
             return msgspec.json.decode(body, type=type_)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            # JSON that starts like JSON but does not parse was damaged in transit; an HTML page
+            # or a well-formed body of another shape is what the server meant to send.
+            broken = not isinstance(exc, msgspec.ValidationError)  # a ValidationError is a DecodeError
+            if broken and body.lstrip()[:1] in (b"", b"{", b"["):
+                raise _Garbled(str(exc)) from None
             raise KalshiError(
                 f"GET {self.base_url}{path} returned a response we cannot read: {exc}. "
                 f"Is KALSHI_API_BASE ({self.base_url}) pointing at Kalshi's Trade API v2?",
@@ -1215,9 +1305,8 @@ class KalshiClient:
         return self._markets_page("/markets", params)
 
     def _markets_page(self, path: str, params: Mapping[str, Any]) -> MarketsPage:
-        body = self.request(path, params)
+        page = self.get(path, _ListPage, params)
         received_at = datetime.now(UTC)
-        page = self._decode(body, _ListPage, path)
         if page.markets is None:
             raise KalshiError(
                 f"GET {self.base_url}{path} returned no 'markets' list.", url=f"{self.base_url}{path}"
@@ -1249,17 +1338,13 @@ class KalshiClient:
 
     def get_market(self, ticker: str) -> KalshiMarket:
         path = f"/markets/{ticker}"
-        return self._decode(self.request(path), _MarketEnvelope, path).market  # type: ignore[no-any-return]
+        market: KalshiMarket = self.get(path, _MarketEnvelope).market
+        return market
 
     def get_market_raw(self, ticker: str) -> tuple[KalshiMarket, bytes]:
         """The market and its JSON object exactly as received."""
         path = f"/markets/{ticker}"
-        body = self.request(path)
-
-        class _RawEnvelope(msgspec.Struct):
-            market: msgspec.Raw
-
-        raw = bytes(self._decode(body, _RawEnvelope, path).market)
+        raw = bytes(self.get(path, _RawMarketEnvelope).market)
         try:
             return parse_market(raw), raw
         except MalformedPayload as exc:
@@ -1291,8 +1376,7 @@ class KalshiClient:
             "with_nested_markets": "true" if with_nested_markets else None,
             "min_close_ts": min_close_ts,
         }
-        body = self.request("/events", params)
-        page = self._decode(body, _ListPage, "/events")
+        page = self.get("/events", _ListPage, params)
         events, _, skipped = _parse_each(page.events, KalshiEvent, key=b"event_ticker")
         return EventsPage(events=events, skipped=skipped, cursor=page.cursor or None)
 
@@ -1303,7 +1387,7 @@ class KalshiClient:
         """One event; its markets are in `.markets` whichever of Kalshi's two layouts came back."""
         path = f"/events/{event_ticker}"
         params = {"with_nested_markets": "true" if with_nested_markets else "false"}
-        envelope = self._decode(self.request(path, params), _EventEnvelope, path)
+        envelope = self.get(path, _EventEnvelope, params)
         event: KalshiEvent = envelope.event
         if not event.markets and envelope.markets:
             event.markets = envelope.markets
@@ -1311,13 +1395,13 @@ class KalshiClient:
 
     def get_series(self, series_ticker: str) -> KalshiSeries:
         path = f"/series/{series_ticker}"
-        return self._decode(self.request(path), _SeriesEnvelope, path).series  # type: ignore[no-any-return]
+        series: KalshiSeries = self.get(path, _SeriesEnvelope).series
+        return series
 
     def get_series_list(
         self, *, category: str | None = None, tags: str | None = None
     ) -> tuple[list[KalshiSeries], list[SkippedObject]]:
-        body = self.request("/series", {"category": category, "tags": tags})
-        envelope = self._decode(body, _SeriesListEnvelope, "/series")
+        envelope = self.get("/series", _SeriesListEnvelope, {"category": category, "tags": tags})
         series, _, skipped = _parse_each(envelope.series, KalshiSeries)
         return series, skipped
 
@@ -1325,7 +1409,7 @@ class KalshiClient:
 
     def get_orderbook(self, ticker: str, *, depth: int | None = None) -> Orderbook:
         path = f"/markets/{ticker}/orderbook"
-        envelope = self._decode(self.request(path, {"depth": depth}), _OrderbookEnvelope, path)
+        envelope = self.get(path, _OrderbookEnvelope, {"depth": depth})
         if envelope.orderbook_fp is not None:
             sides = envelope.orderbook_fp
             return Orderbook(ticker=ticker, yes=sides.yes_dollars or [], no=sides.no_dollars or [])
@@ -1353,8 +1437,7 @@ class KalshiClient:
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")
         params = {"cursor": cursor, "limit": limit, "ticker": ticker, "min_ts": min_ts, "max_ts": max_ts}
-        body = self.request("/markets/trades", params)
-        page = self._decode(body, _ListPage, "/markets/trades")
+        page = self.get("/markets/trades", _ListPage, params)
         trades, _, skipped = _parse_each(page.trades, KalshiTrade, key=b"trade_id")
         return TradesPage(trades=trades, skipped=skipped, cursor=page.cursor or None)
 
@@ -1362,7 +1445,7 @@ class KalshiClient:
         return self._follow(self.get_trades_page, filters)
 
     def get_exchange_status(self) -> ExchangeStatus:
-        return self._decode(self.request("/exchange/status"), ExchangeStatus, "/exchange/status")  # type: ignore[no-any-return]
+        return self.get("/exchange/status", ExchangeStatus)
 
     # -- candlesticks and the historical archive ---------------------------------------------------
 
@@ -1394,7 +1477,7 @@ class KalshiClient:
             "period_interval": period_interval,
             "include_latest_before_start": "true" if include_latest_before_start else None,
         }
-        envelope = self._decode(self.request(path, params), _CandlesEnvelope, path)
+        envelope = self.get(path, _CandlesEnvelope, params)
         return _parse_candles(ticker, envelope.candlesticks, _LiveCandle)
 
     def get_markets_candlesticks(
@@ -1423,7 +1506,7 @@ class KalshiClient:
             "period_interval": period_interval,
         }
         path = "/markets/candlesticks"
-        envelope = self._decode(self.request(path, params), _BatchCandlesEnvelope, path)
+        envelope = self.get(path, _BatchCandlesEnvelope, params)
         result = {t: MarketCandles(ticker=t, candles=[], skipped=[]) for t in tickers}
         for item in envelope.markets:
             result[item.market_ticker] = _parse_candles(item.market_ticker, item.candlesticks, _LiveCandle)
@@ -1431,7 +1514,7 @@ class KalshiClient:
 
     def get_historical_cutoff(self) -> HistoricalCutoff:
         path = "/historical/cutoff"
-        return self._decode(self.request(path), HistoricalCutoff, path)  # type: ignore[no-any-return]
+        return self.get(path, HistoricalCutoff)
 
     def get_historical_markets_page(
         self,
@@ -1467,7 +1550,7 @@ class KalshiClient:
     def get_historical_market_raw(self, ticker: str) -> tuple[KalshiMarket, bytes]:
         """One archived market and its JSON object exactly as received."""
         path = f"/historical/markets/{ticker}"
-        raw = bytes(self._decode(self.request(path), _RawMarketEnvelope, path).market)
+        raw = bytes(self.get(path, _RawMarketEnvelope).market)
         try:
             return parse_market(raw), raw
         except MalformedPayload as exc:
@@ -1480,7 +1563,7 @@ class KalshiClient:
         self._check_candle_window(start_ts, end_ts, period_interval)
         path = f"/historical/markets/{ticker}/candlesticks"
         params = {"start_ts": start_ts, "end_ts": end_ts, "period_interval": period_interval}
-        envelope = self._decode(self.request(path, params), _CandlesEnvelope, path)
+        envelope = self.get(path, _CandlesEnvelope, params)
         return _parse_candles(ticker, envelope.candlesticks, _HistoricalCandle)
 
     def get_historical_trades_page(
@@ -1497,7 +1580,7 @@ class KalshiClient:
             raise ValueError("limit must be between 1 and 1000")
         params = {"cursor": cursor, "limit": limit, "ticker": ticker, "min_ts": min_ts, "max_ts": max_ts}
         path = "/historical/trades"
-        page = self._decode(self.request(path, params), _ListPage, path)
+        page = self.get(path, _ListPage, params)
         trades, _, skipped = _parse_each(page.trades, KalshiTrade, key=b"trade_id")
         return TradesPage(trades=trades, skipped=skipped, cursor=page.cursor or None)
 
@@ -1514,12 +1597,19 @@ def shared_throttle(*, rate: float, burst: float, redis_url: str | None) -> Thro
         try:
             client.ping()
         except redis.RedisError as exc:
-            logger.warning(
-                "Redis at REDIS_URL is unreachable (%s); the Kalshi rate limit is per-process only.", exc
-            )
+            # Once per process while it stays down: a poller builds a client every cycle.
+            if redis_url not in _REDIS_DOWN:
+                _REDIS_DOWN.add(redis_url)
+                logger.warning(
+                    "Redis at REDIS_URL is unreachable (%s); the Kalshi rate limit is per-process only.", exc
+                )
         else:
+            _REDIS_DOWN.discard(redis_url)
             return RedisTokenBucket(client, rate=rate, burst=burst)
     return _process_bucket(rate, burst)
+
+
+_REDIS_DOWN: set[str] = set()
 
 
 _PROCESS_BUCKETS: dict[tuple[float, float], TokenBucket] = {}

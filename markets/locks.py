@@ -22,6 +22,10 @@ from django.db import connection
 logger = logging.getLogger(__name__)
 
 
+class LockUnavailable(RuntimeError):
+    """The lock's store (Redis at REDIS_URL) cannot be reached; the message says what to do."""
+
+
 class HeldLock(Protocol):
     def extend(self) -> None:
         """Push the expiry back: called after every page of a long cycle."""
@@ -55,8 +59,8 @@ def exclusive(name: str, *, timeout: int | None = None) -> Iterator[HeldLock | N
         try:
             acquired = lock.acquire()
         except redis.RedisError as exc:
-            raise RuntimeError(
-                f"Redis at REDIS_URL ({_redact(settings.REDIS_URL)}) is unreachable: {exc}. "
+            raise LockUnavailable(
+                f"Redis at REDIS_URL ({_redact(settings.REDIS_URL)}) is unreachable: {str(exc).rstrip('.')}. "
                 "Start Redis, or unset REDIS_URL and CELERY_BROKER_URL to use the embedded mode."
             ) from exc
         if not acquired:

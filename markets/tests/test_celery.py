@@ -29,7 +29,7 @@ from markets.fakeexchange import QueuedFault, RunningExchange, serve
 from markets.kalshi import KalshiClient
 from markets.models import Market, MarketSnapshot, PollOutcome, PollRun
 from markets.tasks import poll_markets
-from markets.tests.subprocesses import test_database_url
+from markets.tests.subprocesses import closed_port, test_database_url
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
@@ -248,9 +248,52 @@ def test_a_failing_cycle_is_one_log_line_and_a_failed_run(worker, fake):
 
     def log_of_this_task() -> str:
         text = worker.log.read_text()[len(log_before) :]
-        return text if "succeeded" in text else ""
+        return text if "raised expected" in text else ""
 
     new_log = wait_for(log_of_this_task, timeout=20, what="the task to finish", process=worker)
-    failures = [line for line in new_log.splitlines() if "Poll cycle failed" in line]
-    assert len(failures) == 1 and "HTTP 503" in failures[0]
+    # One ERROR line of ours; Celery marks the task failed, as an expected error: no traceback.
+    errors = [line for line in new_log.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "Poll cycle failed: GET" in errors[0] and "HTTP 503" in errors[0]
+    [marked] = [line for line in new_log.splitlines() if "raised expected: TaskFailed(" in line]
+    assert "INFO" in marked and "Poll cycle failed: GET" in marked
+    assert "succeeded" not in new_log
     assert "Traceback" not in new_log
+
+
+@pytest.mark.parametrize(
+    ("setting", "url", "says"),
+    [
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:{port}/kalshi_insights", "Check DATABASE_URL"),
+        ("REDIS_URL", "redis://127.0.0.1:{port}/0", "Redis at REDIS_URL (redis://127.0.0.1:{port}/0)"),
+    ],
+    ids=["database-down", "redis-down"],
+)
+def test_a_store_that_is_down_is_one_line_per_cycle(worker_env, tmp_path, setting, url, says):
+    port = closed_port()
+    # A worker of its own, on a queue of its own, with one store pointing at a closed port.
+    queue = f"polling-{uuid.uuid4().hex[:8]}"
+    env = {**worker_env, setting: url.format(port=port)}
+    args = ["worker", "-Q", queue, "-c", "1", "-P", "solo", "-n", f"{queue}@{socket.gethostname()}"]
+    args += ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+    down = start(args, tmp_path / "worker.log", env, queue)
+    try:
+        wait_for(
+            lambda: "ready." in down.log.read_text(), timeout=90, what="the worker to start", process=down
+        )
+        for _ in range(2):
+            poll_markets.apply_async(queue=queue)
+
+        def both_failed() -> str:
+            text = down.log.read_text()
+            return text if text.count("raised expected") == 2 else ""
+
+        log = wait_for(both_failed, timeout=60, what="two failed cycles", process=down)
+    finally:
+        stop(down)
+
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    assert len(errors) == 2, log
+    for line in errors:
+        assert "Poll cycle failed: " in line and says.format(port=port) in line
+    assert "succeeded" not in log
+    assert "Traceback" not in log

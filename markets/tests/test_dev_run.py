@@ -1,14 +1,17 @@
 """The README's first command, `./dev run --offline`, really runs: web, beat, poller, worker and the
-fake exchange come up, poll cycles land in SQLite, and stopping it stops everything."""
+fake exchange come up, poll cycles land in SQLite, a few days of hourly history are backfilled from
+the exchange (settled markets with their outcomes), and stopping it stops everything."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from django.conf import settings
@@ -16,14 +19,23 @@ from django.conf import settings
 from markets.tests.subprocesses import closed_port
 
 
-def poll_runs(db: Path) -> list[tuple[str, int]]:
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
     try:
-        with sqlite3.connect(db, timeout=1) as conn:
-            return conn.execute(
-                "SELECT outcome, snapshots_written FROM markets_pollrun ORDER BY id"
-            ).fetchall()
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute(sql).fetchall()
     except sqlite3.Error:  # not created or not migrated yet
         return []
+
+
+def poll_runs(db: Path) -> list[tuple[str, int]]:
+    return query(db, "SELECT outcome, snapshots_written FROM markets_pollrun ORDER BY id")
+
+
+def backfills(db: Path) -> list[tuple[str, str]]:
+    return query(
+        db,
+        "SELECT outcome, params FROM markets_historyrun WHERE kind = 'backfill' AND finished_at IS NOT NULL",
+    )
 
 
 def test_dev_run_offline_polls_the_fake_exchange_into_sqlite(tmp_path):
@@ -51,8 +63,10 @@ def test_dev_run_offline_polls_the_fake_exchange_into_sqlite(tmp_path):
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and len([r for r in poll_runs(db) if r[0] == "ok"]) < 2:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and (
+            len([r for r in poll_runs(db) if r[0] == "ok"]) < 2 or "History ready" not in log.read_text()
+        ):
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
         runs = poll_runs(db)
@@ -61,6 +75,19 @@ def test_dev_run_offline_polls_the_fake_exchange_into_sqlite(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{web}/admin/login/", timeout=10).status_code == 200
         state = httpx.get(f"http://127.0.0.1:{exchange}/_fake/state", timeout=10).json()
         assert state["requests"]["GET /markets"] >= 2
+        # Three days of hourly history, settled markets first, both runs complete.
+        history = backfills(db)
+        assert [outcome for outcome, _ in history] == ["ok", "ok"], log.read_text()[-3000:]
+        assert [json.loads(params)["selection"] for _, params in history] == ["status settled", "status open"]
+        backfilled = "SELECT market_id FROM markets_marketsnapshot WHERE source = 'backfill'"
+        [(rows, markets)] = query(db, f"SELECT count(*), count(DISTINCT market_id) FROM ({backfilled})")
+        assert markets > 1000 and rows > markets * 24
+        [(settled,)] = query(
+            db,
+            "SELECT count(*) FROM markets_market WHERE status = 'finalized' AND result IN ('yes', 'no') "
+            f"AND id IN ({backfilled})",
+        )
+        assert settled >= 30
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -70,7 +97,7 @@ def test_dev_run_offline_polls_the_fake_exchange_into_sqlite(tmp_path):
             proc.wait(timeout=10)
 
     text = log.read_text()
-    for name in ("web", "poller", "worker", "beat", "exchange"):
+    for name in ("web", "poller", "worker", "beat", "exchange", "history"):
         assert f"{name}.1 stopped" in text, f"{name} did not stop:\n{text[-3000:]}"
     assert "Traceback" not in text, text[-5000:]
     # Everything the embedded mode keeps lives in the var directory, the broker's bindings too.

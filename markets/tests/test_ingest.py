@@ -209,3 +209,22 @@ def test_it_skips_a_market_whose_quote_is_not_a_finite_decimal_in_range(
     assert (run.outcome, run.errors, run.snapshots_written) == (PollOutcome.PARTIAL, 1, 1)
     assert broken[0]["ticker"] in run.error_messages[0]
     assert not Market.objects.filter(ticker=broken[0]["ticker"]).exists()
+
+
+def test_a_legacy_empty_book_is_stored_in_todays_convention(kalshi_client, kalshi_fixture):
+    # Jan 2026 wrote "no ask" as yes_ask 0 (and no_bid 100): stored, it reads like today's books,
+    # so charts and backtests see one convention. The quote a day ago was not known: NULL.
+    legacy = kalshi_fixture("legacy_2026-01_markets_page.json")["markets"]
+    client = kalshi_client(_exchange(kalshi_fixture, [legacy]))
+
+    assert ingest.run_poll_cycle(client=client).outcome == PollOutcome.OK
+
+    book = (Decimal(0), Decimal(1), Decimal(0), Decimal(1))
+    for market in Market.objects.all():
+        assert (market.yes_bid, market.yes_ask, market.no_bid, market.no_ask) == book, market.ticker
+        assert market.previous_yes_ask is None
+        snap = market.snapshots.get()
+        assert (snap.yes_bid, snap.yes_ask, snap.no_bid, snap.no_ask) == book
+    assert Market.objects.count() == len(legacy)
+    # Seen again unchanged: nothing new to store.
+    assert ingest.run_poll_cycle(client=client).snapshots_written == 0

@@ -150,6 +150,53 @@ def test_it_reads_legacy_cents_when_dollar_fields_are_absent(kalshi_client, kals
     assert with_dollars.quotes[0].values() == quote.values()
 
 
+def test_a_legacy_zero_ask_reads_as_todays_no_ask(kalshi_client, kalshi_fixture):
+    # Jan 2026: an empty book was yes_bid 0 / yes_ask 0 with no_bid 100 derived from the ask, in
+    # cents and in the dollar strings alike. Today it is 0.0000 / 1.0000 with no_bid 0.0000.
+    body = kalshi_fixture("legacy_2026-01_markets_page.json")
+    assert {(m["yes_ask"], m["yes_ask_dollars"], m["no_bid"]) for m in body["markets"]} == {
+        (0, "0.0000", 100)
+    }
+    stripped = {"markets": [without_dollar_fields(m) for m in body["markets"]], "cursor": ""}
+    for payload in (body, stripped):
+        page = kalshi_client(routes({"/markets": payload})).get_markets_page(mve_filter=None)
+        for market, quote in zip(page.full_markets(), page.quotes, strict=True):
+            book = (market.yes_bid, market.yes_ask, market.no_bid, market.no_ask)
+            assert book == (D(0), D(1), D(0), D(1)), market.ticker
+            values = dict(zip(QUOTE_VALUE_NAMES, quote.values(), strict=True))
+            assert (values["yes_bid"], values["yes_ask"], values["no_bid"], values["no_ask"]) == book
+            texts = dict(zip(QUOTE_VALUE_NAMES, quote.checked_texts(), strict=True))
+            assert D(texts["yes_ask"]) == 1 and D(texts["no_bid"]) == 0
+            assert market.previous_yes_ask is None and values["previous_yes_ask"] is None
+    # A real legacy ask stays as it was; so does today's shape, where 0.0000 is never an ask.
+    quoted = kalshi_fixture("legacy_2026-01_event_single.json")["markets"][0]
+    market = kalshi_client(routes({"/markets/KXELONMARS-99": {"market": quoted}})).get_market("KXELONMARS-99")
+    assert (market.yes_ask, market.no_bid) == (D("0.0700"), D("0.9300"))
+
+
+def test_previous_yes_ask_zero_means_no_quote_a_day_ago(kalshi_client, kalshi_fixture):
+    # Created four hours before its recording: no quote a day earlier, and Kalshi wrote 0.0000
+    # for the bid, the ask and the price of a day ago.
+    young = kalshi_fixture("2026-09_market_settled_scalar_fairprice.json")
+    assert (young["previous_yes_bid_dollars"], young["previous_yes_ask_dollars"]) == ("0.0000", "0.0000")
+    # Settled more than a day before their recording: "no ask" a day ago is today's 1.0000.
+    settled = kalshi_fixture("2026-08_markets_settled.json")["markets"]
+    emptied = [m for m in settled if m["volume_24h_fp"] == "0.00" and m["status"] == "finalized"]
+    assert emptied and {m["previous_yes_ask_dollars"] for m in emptied} == {"1.0000"}
+
+    page = kalshi_client(
+        routes({"/markets": {"markets": [young, *emptied], "cursor": ""}})
+    ).get_markets_page()
+    markets = {m.ticker: m for m in page.full_markets()}
+    quotes = {q.ticker: dict(zip(QUOTE_VALUE_NAMES, q.checked_texts(), strict=True)) for q in page.quotes}
+    assert markets[young["ticker"]].previous_yes_ask is None
+    assert quotes[young["ticker"]]["previous_yes_ask"] is None
+    assert markets[young["ticker"]].previous_yes_bid == D(0)  # no bid a day ago: 0 is right
+    for m in emptied:
+        assert markets[m["ticker"]].previous_yes_ask == D(1)
+        assert quotes[m["ticker"]]["previous_yes_ask"] == "1.0000"
+
+
 def test_it_turns_unset_times_into_none(kalshi_client, kalshi_fixture):
     legacy = kalshi_fixture("legacy_2026-01_event_single.json")["markets"][0]
     assert legacy["created_time"] == "0001-01-01T00:00:00Z"
@@ -692,14 +739,43 @@ def test_it_reports_a_body_that_is_not_json(kalshi_client):
 
     with pytest.raises(KalshiError, match=r"response we cannot read.*Is KALSHI_API_BASE .* Trade API v2\?"):
         client.get_markets_page()
+    assert client.requests_made == 1  # someone else's server: asking again will not help
 
 
-def test_it_reports_truncated_json(kalshi_client, kalshi_fixture):
+def test_it_retries_a_truncated_body_like_a_5xx(kalshi_client, kalshi_fixture):
     body = json.dumps(kalshi_fixture("2026-10_markets_page.json")).encode()
-    client = kalshi_client(flaky([httpx.Response(200, content=body[: len(body) // 2])]))
+    sleeps: list[float] = []
+    client = kalshi_client(
+        flaky([httpx.Response(200, content=body[: len(body) // 2]), httpx.Response(200, content=body)]),
+        sleep=sleeps.append,
+    )
 
-    with pytest.raises(KalshiError, match="cannot read"):
+    page = client.get_markets_page()
+
+    assert [q.ticker for q in page.quotes] == ["KXNFLGAME-26OCT08TBDAL-DAL", "KXNFLGAME-26OCT08TBDAL-TB"]
+    assert client.requests_made == 2 and len(sleeps) == 1
+
+
+def test_it_gives_up_on_bodies_that_keep_arriving_broken(kalshi_client, kalshi_fixture):
+    body = json.dumps(kalshi_fixture("2026-10_markets_page.json")).encode()
+    broken = [body[:100], body[:-1], b'{"markets": [{"ticker": "A",,}]}']
+    client = kalshi_client(flaky([httpx.Response(200, content=b) for b in broken]), max_retries=2)
+
+    with pytest.raises(KalshiError) as caught:
         client.get_markets_page()
+
+    message = str(caught.value)
+    assert "failed after 3 attempt(s): the response body was malformed JSON, cut short or garbled" in message
+    assert "try again later" in message and "KALSHI_API_BASE" not in message
+    assert (caught.value.status_code, caught.value.attempts) == (None, 3)
+
+
+def test_it_does_not_retry_a_well_formed_body_of_the_wrong_shape(kalshi_client):
+    client = kalshi_client(flaky([httpx.Response(200, json={"markets": "none"})]))
+
+    with pytest.raises(KalshiError, match=r"response we cannot read.*Is KALSHI_API_BASE"):
+        client.get_markets_page()
+    assert client.requests_made == 1
 
 
 def test_it_hints_at_the_base_url_on_a_404_listing(kalshi_client):

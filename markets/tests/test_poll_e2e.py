@@ -131,16 +131,36 @@ def test_a_timeout_is_retried_over_real_http(fake):
     assert run.requests == fake.exchange.requests["total"]
 
 
-def test_a_truncated_page_fails_the_cycle_and_keeps_the_pages_before_it():
-    with serve(seed=11, extra_markets=1500) as fake, KalshiClient(base_url=fake.base_url) as client:
+def test_a_truncated_page_is_read_again():
+    with (
+        serve(seed=11, extra_markets=1500) as fake,
+        KalshiClient(base_url=fake.base_url, sleep=lambda s: None) as client,
+    ):
         fake.exchange.set_faults(queue=[QueuedFault("malformed", "/markets", skip=1)])
-        with pytest.raises(KalshiError, match="cannot read"):
+        run = ingest.run_poll_cycle(client=client)
+        assert fake.exchange.faults_served["malformed"] == 1
+        assert fake.exchange.requests["GET /markets"] == 3  # two pages, the second one twice
+
+    assert run.outcome == PollOutcome.OK, run.error_messages
+    assert run.pages == 2
+    assert Market.objects.count() == MarketSnapshot.objects.count() == len(polled(fake))
+
+
+def test_pages_that_stay_truncated_fail_the_cycle_and_keep_the_pages_before_it():
+    with (
+        serve(seed=11, extra_markets=1500) as fake,
+        KalshiClient(base_url=fake.base_url, sleep=lambda s: None, max_retries=2) as client,
+    ):
+        broken = QueuedFault("malformed", "/markets")
+        fake.exchange.set_faults(queue=[QueuedFault("malformed", "/markets", skip=1), broken, broken])
+        with pytest.raises(KalshiError, match="malformed JSON, cut short or garbled"):
             ingest.run_poll_cycle(client=client)
+        assert fake.exchange.faults_served["malformed"] == 3
 
     run = PollRun.objects.get()
     assert run.outcome == PollOutcome.FAILED
     assert run.pages == 1 and run.finished_at is not None
-    assert "cannot read" in run.error_messages[-1]
+    assert "after 3 attempt(s): the response body was malformed JSON" in run.error_messages[-1]
     assert Market.objects.count() == MarketSnapshot.objects.count() == 1000
 
 

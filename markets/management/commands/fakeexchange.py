@@ -77,6 +77,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--slow-seconds", type=non_negative, default=2.0, help="Delay of slow responses.")
         parser.add_argument("--malformed", type=rate, default=0.0, help="Share answered with truncated JSON.")
+        parser.add_argument(
+            "--as-recorded",
+            action="store_true",
+            help="Serve the recorded times as they are, instead of moving each recording to within "
+            "the day before the exchange starts.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["move_fraction"] == 0:
@@ -86,6 +92,7 @@ class Command(BaseCommand):
             extra_markets=options["markets"],
             tick_seconds=options["tick_seconds"] or None,
             move_fraction=options["move_fraction"],
+            shift_recordings=not options["as_recorded"],
             faults=FaultConfig(
                 rate_429=options["fault_429"],
                 rate_5xx=options["fault_5xx"],

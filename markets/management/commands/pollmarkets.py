@@ -8,9 +8,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, OperationalError, ProgrammingError
+from django.db import DatabaseError
 
-from markets import ingest
+from markets import ingest, locks
 from markets.kalshi import KalshiClient, KalshiError
 from markets.models import PollOutcome
 
@@ -69,12 +69,12 @@ class Command(BaseCommand):
             self.stderr.write(f"Poll cycle failed: {exc}")
             return
         except DatabaseError as exc:
-            message = _database_problem(exc)
+            message = ingest.database_problem(exc)
             if raise_errors:
                 raise CommandError(message) from exc
             self.stderr.write(message)
             return
-        except RuntimeError as exc:  # the lock's backing store (Redis) is down
+        except locks.LockUnavailable as exc:
             if raise_errors:
                 raise CommandError(str(exc)) from exc
             self.stderr.write(str(exc))
@@ -88,15 +88,3 @@ class Command(BaseCommand):
             f"{run.snapshots_written} snapshots written, {run.unchanged_skipped} unchanged, "
             f"{run.errors} errors, {run.requests} requests in {duration:.1f}s"
         )
-
-
-def _database_problem(exc: DatabaseError) -> str:
-    # The first line is the cause; PostgreSQL follows it with the failing SQL or its own hints.
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    # PostgreSQL says "relation ... does not exist", SQLite "no such table": a fresh database.
-    if isinstance(exc, ProgrammingError) or (isinstance(exc, OperationalError) and "no such table" in detail):
-        return (
-            f"The database at DATABASE_URL has no Kalshi Insights tables yet ({detail}). "
-            "Run `python manage.py migrate` first."
-        )
-    return f"The database is unreachable ({detail}). Check DATABASE_URL and that the server is running."
