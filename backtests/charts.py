@@ -1,4 +1,4 @@
-"""Plotly figure dicts for the backtest pages: built here, drawn by static/backtests/charts.js."""
+"""Plotly figure dicts for the backtest pages: built here, drawn by static/js/charts.js."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Plotly figures as plain dicts, built from downsampled quote buckets and markets.
 
-Pure functions: no ORM, no requests. `static/markets/charts.js` draws whatever these return
+Pure functions: no ORM, no requests. `static/js/charts.js` draws whatever these return
 with `Plotly.react`. Prices are plotted in cents (floats are fine here: they only become pixels).
 """
 

@@ -1,4 +1,4 @@
-"""Plotly figure dicts for the insights pages and notebooks; drawn by static/insights/charts.js.
+"""Plotly figure dicts for the insights pages and notebooks; drawn by static/js/charts.js.
 
 Plain `{"data": [...], "layout": {...}}` dicts built from `markets.insights` results, so they are
 unit-testable and the same figure serves the page (via json_script) and a notebook

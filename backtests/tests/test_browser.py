@@ -58,8 +58,12 @@ def test_it_shows_a_launched_runs_progress_live_until_its_charts_appear(
 
     start_celery_worker()
     page.wait_for_selector('section#run[data-status="succeeded"]', timeout=90_000)
-    page.wait_for_selector('#equity-chart[data-drawn="true"]', timeout=10_000)
-    page.wait_for_selector('#price-chart[data-drawn="true"]', timeout=10_000)
+    page.wait_for_function(
+        "Number(document.getElementById('equity-chart')?.dataset.drawn) >= 1", timeout=10_000
+    )
+    page.wait_for_function(
+        "Number(document.getElementById('price-chart')?.dataset.drawn) >= 1", timeout=10_000
+    )
     assert navigations == []  # the results arrived by HTMX swaps, not a reload
     assert page.locator("#trades tbody tr").count() == 1
     assert "-6.39" in page.locator("#metrics").inner_text()

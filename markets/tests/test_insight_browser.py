@@ -72,7 +72,9 @@ def test_it_draws_the_reliability_diagram_and_redraws_it_after_a_filter_change(l
     insight_data.calibration_set()
 
     page.goto(f"{live_server.url}/insights/calibration/?horizon=1h&series=KXCAL")
-    page.wait_for_selector('#calibration-chart[data-drawn="true"]', timeout=20_000)
+    page.wait_for_function(
+        "Number(document.getElementById('calibration-chart')?.dataset.drawn) >= 1", timeout=20_000
+    )
 
     drawn = _plotted(page, "#calibration-chart")
     assert drawn["types"] == ["bar", "scatter", "scatter"]
@@ -87,7 +89,9 @@ def test_it_draws_the_reliability_diagram_and_redraws_it_after_a_filter_change(l
     page.fill("input[name=category]", "Sports")
     page.click("#calibration-form button[type=submit]")
     page.wait_for_function("document.querySelector('#calibration-count').textContent === '1'", timeout=20_000)
-    page.wait_for_selector('#calibration-chart[data-drawn="true"]', timeout=20_000)
+    page.wait_for_function(
+        "Number(document.getElementById('calibration-chart')?.dataset.drawn) >= 1", timeout=20_000
+    )
     assert _plotted(page, "#calibration-chart")["x"] == [0.7]
     assert "category=Sports" in page.url  # hx-push-url: the filtered view can be bookmarked
     assert page.evaluate("window.sameDocument") is True  # swapped in, not reloaded
@@ -121,7 +125,9 @@ def test_it_draws_the_movers_chart(live_server, page):
     )
 
     page.goto(f"{live_server.url}/insights/movers/?window=24h")
-    page.wait_for_selector('#movers-chart[data-drawn="true"]', timeout=20_000)
+    page.wait_for_function(
+        "Number(document.getElementById('movers-chart')?.dataset.drawn) >= 1", timeout=20_000
+    )
 
     bars = page.evaluate("document.querySelector('#movers-chart').data[0]")
     assert bars["y"] == ["KX24-UP-1"] and bars["x"] == [20]

@@ -45,7 +45,7 @@ def test_it_shows_the_reliability_diagram_with_counts_and_brier(client, calibrat
     assert figure["data"][2]["y"] == [0.25, 0.7]
     assert 'data-figure="calibration-figure"' in html
     # Assets come from the project, not a CDN.
-    assert "/static/vendor/plotly-4.1.1.min.js" in html and "/static/insights/charts.js" in html
+    assert "/static/vendor/plotly-4.1.1.min.js" in html and "/static/js/charts.js" in html
     assert "https://" not in re.sub(r'href="https://kalshi\.com[^"]*"', "", html)
 
 
