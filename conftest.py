@@ -50,6 +50,44 @@ def kalshi_client() -> Iterator[Callable[[Route], KalshiClient]]:
         client.close()
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium tries to reach Google's hosts at every start.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright; skipped without it, unless CI requires it."""
+    if not CHROMIUM.exists():
+        if os.environ.get("KALSHI_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"KALSHI_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install -y chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); CI requires it instead")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the tests
+    # make next to it are still plain synchronous code, which Django's guard cannot tell.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+
+
+def wait_drawn(page: Any, element_id: str, *, timeout: int = 20_000) -> None:
+    """Wait until static/js/charts.js has drawn the chart with this id at least once."""
+    page.wait_for_function(
+        "id => Number(document.getElementById(id)?.dataset.drawn) >= 1", arg=element_id, timeout=timeout
+    )
+
+
 @pytest.fixture(autouse=True)
 def _restore_root_logging() -> Iterator[None]:
     """Undo logging changes a test leaks: Celery's in-process test worker sets the root level."""

@@ -91,55 +91,41 @@ def test_it_serves_swagger_ui_from_the_project_not_a_cdn(client):
 
 
 @pytest.mark.browser
-def test_it_draws_the_api_in_swagger_ui_offline(live_server, kalshi_client, kalshi_fixture):
-    from playwright.sync_api import sync_playwright
-
+def test_it_draws_the_api_in_swagger_ui_offline(browser, live_server, kalshi_client, kalshi_fixture):
     api_data.load(kalshi_client, kalshi_fixture)
     outside: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
+    page = browser.new_page()
+
+    def guard(route):
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        page.route("**/*", guard)
+        page.goto(f"{live_server.url}/api/docs/")
+        page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+        paths = {
+            el.get_attribute("data-path") or el.inner_text()
+            for el in page.query_selector_all(".opblock-summary-path")
+        }
+        assert {p.replace("\u200b", "") for p in paths} >= ENDPOINTS
+
+        # "Try it out" on the market detail runs a real request through the UI.
+        page.click("#operations-markets-markets_retrieve .opblock-summary")
+        page.click("#operations-markets-markets_retrieve .try-out__btn")
+        page.fill("#operations-markets-markets_retrieve input[placeholder='ticker']", api_data.DAL)
+        page.click("#operations-markets-markets_retrieve .execute")
+        body = page.wait_for_selector(
+            "#operations-markets-markets_retrieve .live-responses-table .response-col_description pre",
+            timeout=20_000,
         )
-        try:
-            page = browser.new_page()
-
-            def guard(route):
-                if route.request.url.startswith(live_server.url):
-                    route.continue_()
-                else:
-                    outside.append(route.request.url)
-                    route.abort()
-
-            page.route("**/*", guard)
-            page.goto(f"{live_server.url}/api/docs/")
-            page.wait_for_selector(".opblock-summary-path", timeout=20_000)
-            paths = {
-                el.get_attribute("data-path") or el.inner_text()
-                for el in page.query_selector_all(".opblock-summary-path")
-            }
-            assert {p.replace("\u200b", "") for p in paths} >= ENDPOINTS
-
-            # "Try it out" on the market detail runs a real request through the UI.
-            page.click("#operations-markets-markets_retrieve .opblock-summary")
-            page.click("#operations-markets-markets_retrieve .try-out__btn")
-            page.fill("#operations-markets-markets_retrieve input[placeholder='ticker']", api_data.DAL)
-            page.click("#operations-markets-markets_retrieve .execute")
-            body = page.wait_for_selector(
-                "#operations-markets-markets_retrieve .live-responses-table .response-col_description pre",
-                timeout=20_000,
-            )
-            assert body is not None
-            assert '"yes_bid": "0.8050"' in body.inner_text()
-        finally:
-            browser.close()
+        assert body is not None
+        assert '"yes_bid": "0.8050"' in body.inner_text()
+    finally:
+        page.close()
     assert outside == []
 
 

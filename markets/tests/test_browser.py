@@ -8,7 +8,6 @@ Screenshots of every page at desktop and phone widths land in test-artifacts/ fo
 from __future__ import annotations
 
 import copy
-import os
 import random
 import re
 from collections.abc import Iterator
@@ -26,44 +25,12 @@ from markets import ingest
 from markets.models import Market, MarketSnapshot, SnapshotSource
 from markets.tests.factories import EventFactory, MarketFactory, PollRunFactory, SeriesFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 DALLAS = "KXNFLGAME-26OCT08TBDAL-DAL"
 
-if not CHROMIUM.exists():
-    if os.environ.get("KALSHI_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"KALSHI_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install -y chromium")
-    pytest.skip(
-        f"{CHROMIUM} is missing (apt-get install -y chromium); "
-        "CI sets KALSHI_REQUIRE_BROWSER=1 and fails instead of skipping",
-        allow_module_level=True,
-    )
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the tests
-    # make next to it are still plain synchronous code, which Django's guard cannot tell.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-            yield browser
-            browser.close()
 
 
 class Session:
