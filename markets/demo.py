@@ -134,7 +134,7 @@ def load_demo() -> DemoData:
             ingest.apply_series(kalshi.get_series(ticker))
         _link_events_to_series()
 
-        rows = _book_snapshots(_fixture(WS_STREAM), ids)
+        rows = book_snapshots(_fixture(WS_STREAM), ids)
         rows += _candle_snapshots(kalshi, ids)
         ingest.write_snapshots(rows)
     return DemoData(
@@ -152,7 +152,7 @@ def _link_events_to_series() -> None:
         event.save(update_fields=["series"])
 
 
-def _book_snapshots(stream: Any, ids: dict[str, int]) -> list[ingest.SnapshotRow]:
+def book_snapshots(stream: Any, ids: dict[str, int]) -> list[ingest.SnapshotRow]:
     """The top of book after every order-book frame of a recorded WebSocket stream."""
     books: dict[str, dict[str, dict[Decimal, Decimal]]] = {}
     rows: dict[tuple[int, datetime], ingest.SnapshotRow] = {}

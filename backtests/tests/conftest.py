@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from markets import ingest
+from markets.demo import book_snapshots
 from markets.models import Event, Market, Series, SnapshotSource
 
 SETTLED = "2026-08_markets_settled.json"
@@ -31,57 +32,6 @@ def _handler(kalshi_fixture):
         return httpx.Response(404, json={"error": {"code": "not_found", "message": "not found"}})
 
     return handle
-
-
-def book_snapshots(stream, market_ids):
-    """Top of book after every orderbook frame of the recorded WebSocket stream, as snapshot rows."""
-    books: dict[str, dict[str, dict[Decimal, Decimal]]] = {}
-    rows: list[ingest.SnapshotRow] = []
-    for item in stream["frames"]:
-        frame = item["frame"]
-        msg = frame.get("msg") or {}
-        ticker = msg.get("market_ticker")
-        if not isinstance(ticker, str) or ticker not in market_ids:
-            continue
-        if frame["type"] == "orderbook_snapshot":
-            books[ticker] = {
-                side: {Decimal(p): Decimal(c) for p, c in msg.get(f"{side}_dollars_fp") or []}
-                for side in ("yes", "no")
-            }
-        elif frame["type"] == "orderbook_delta" and ticker in books:
-            side = books[ticker][msg["side"]]
-            price = Decimal(msg["price_dollars"])
-            side[price] = side.get(price, Decimal(0)) + Decimal(msg["delta_fp"])
-            if side[price] <= 0:
-                del side[price]
-        else:
-            continue
-        yes, no = books[ticker]["yes"], books[ticker]["no"]
-        best_yes = max(yes) if yes else None
-        best_no = max(no) if no else None
-        # A YES ask is a NO bid seen from the other side: ask = 1 − best NO bid.
-        quote = (
-            best_yes if best_yes is not None else Decimal(0),
-            1 - best_no if best_no is not None else Decimal(1),
-            best_no if best_no is not None else Decimal(0),
-            1 - best_yes if best_yes is not None else Decimal(1),
-            None,
-            yes[best_yes] if best_yes is not None else Decimal(0),
-            no[best_no] if best_no is not None else Decimal(0),
-            None,
-            None,
-            None,
-        )
-        rows.append(
-            ingest.SnapshotRow(
-                market_id=market_ids[ticker],
-                captured_at=datetime.fromtimestamp(item["received_ms"] / 1000, tz=UTC),
-                source=SnapshotSource.WEBSOCKET,
-                quote=quote,
-            )
-        )
-    # Several frames can arrive within one millisecond: the book after the last one is the quote.
-    return list({(r.market_id, r.captured_at): r for r in rows}.values())
 
 
 @pytest.fixture
