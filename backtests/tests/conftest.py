@@ -62,7 +62,11 @@ def recorded(kalshi_client, kalshi_fixture):
         event, _ = Event.objects.get_or_create(ticker=ticker.rsplit("-", 1)[0], defaults={"series": series})
         market = Market.objects.create(ticker=ticker, event=event, status="active")
         candle_ids[ticker] = market.pk
+        # A candle's volume is per period; snapshots hold the running total, as polled rows do
+        # (counted from the first recorded candle).
+        traded = Decimal(0)
         for c in body["candlesticks"]:
+            traded += Decimal(c["volume_fp"])
             bid = Decimal(c["yes_bid"]["close_dollars"])
             ask = Decimal(c["yes_ask"]["close_dollars"])
             last = c["price"].get("close_dollars")
@@ -79,7 +83,7 @@ def recorded(kalshi_client, kalshi_fixture):
                         Decimal(last) if last else None,
                         None,
                         None,
-                        Decimal(c["volume_fp"]),
+                        traded,
                         None,
                         Decimal(c["open_interest_fp"]),
                     ),
