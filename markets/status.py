@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from .models import MarketSnapshot, PollRun
+from .models import MarketSnapshot, PollOutcome, PollRun
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class Freshness:
     stale: bool
     stale_after: timedelta
     last_run: PollRun | None  # latest successful cycle
+    # The newest finished cycle when it failed after the last success: a user who sees no data or
+    # stale data needs its reason (no network, a wrong KALSHI_API_BASE) where they are looking.
+    failure: PollRun | None = None
 
 
 def data_freshness(now: datetime | None = None) -> Freshness:
@@ -54,10 +57,14 @@ def data_freshness(now: datetime | None = None) -> Freshness:
     now = now or timezone.now()
     run = PollRun.objects.latest_success()
     limit = stale_after()
+    newest = PollRun.objects.finished().order_by("-started_at").first()
+    failure = newest if newest is not None and newest.outcome == PollOutcome.FAILED else None
     if run is None or run.finished_at is None:
-        return Freshness(as_of=None, age=None, stale=True, stale_after=limit, last_run=None)
+        return Freshness(as_of=None, age=None, stale=True, stale_after=limit, last_run=None, failure=failure)
     age = max(now - run.finished_at, timedelta(0))
-    return Freshness(as_of=run.finished_at, age=age, stale=age > limit, stale_after=limit, last_run=run)
+    return Freshness(
+        as_of=run.finished_at, age=age, stale=age > limit, stale_after=limit, last_run=run, failure=failure
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -306,6 +306,33 @@ def test_it_warns_when_the_data_is_stale(client, settings):
     assert "no successful poll for more than 45s" in html
 
 
+def test_it_says_why_the_last_cycle_failed(client):
+    # The first thing a user sees when Kalshi is unreachable: the reason, on the page they opened.
+    PollRunFactory.create(
+        started_at=timezone.now() - timedelta(seconds=20),
+        outcome=PollOutcome.FAILED,
+        errors=1,
+        error_messages=["GET https://bad.example/markets: could not connect. Check KALSHI_API_BASE <x>"],
+    )
+
+    html = client.get("/", headers=HTMX).content.decode()
+
+    assert "No poll cycle has completed yet." in html
+    assert "The last poll cycle failed" in html
+    assert "could not connect. Check KALSHI_API_BASE &lt;x&gt;" in html
+
+
+def test_a_failure_before_the_last_success_is_not_shown(client):
+    PollRunFactory.create(
+        started_at=timezone.now() - timedelta(seconds=30), outcome=PollOutcome.FAILED, error_messages=["old"]
+    )
+    PollRunFactory.create(started_at=timezone.now() - timedelta(seconds=10))
+
+    html = client.get("/", headers=HTMX).content.decode()
+
+    assert "failed" not in html.split('class="freshness', 1)[1].split("</p>", 1)[0]
+
+
 # --------------------------------------------------------------------------------------------------
 # Market page
 # --------------------------------------------------------------------------------------------------
