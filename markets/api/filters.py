@@ -14,6 +14,7 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django_filters.rest_framework import DjangoFilterBackend
 from django.db.models import F, OrderBy, Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import filters
@@ -217,6 +218,24 @@ class PollRunFilter(django_filters.FilterSet):  # type: ignore[misc]
     started_before = UTCDateTimeFilter(
         field_name="started_at", lookup_expr="lte", help_text=f"Started at or before. {TIME_HELP}"
     )
+
+
+class FilterBackend(DjangoFilterBackend):  # type: ignore[misc]
+    """django-filter's backend, skipped when a request has none of the filter set's parameters.
+
+    Every FilterSet deep-copies its filters and builds a form class to validate the query string;
+    on a plain `?page=2` that found every value empty, and an empty value filters nothing, for
+    about 0.5 ms of each list request. The check is by prefix, so a filter whose widget reads
+    suffixed parameters (`close_time_after`, a range's `_min`) still gets the full path.
+    """
+
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: APIView) -> QuerySet[Any]:
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None and not any(
+            param.startswith(name) for param in request.query_params for name in filterset_class.base_filters
+        ):
+            return queryset
+        return super().filter_queryset(request, queryset, view)  # type: ignore[no-any-return]
 
 
 class StrictOrderingFilter(filters.OrderingFilter):

@@ -13,7 +13,6 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils.functional import cached_property
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
@@ -91,7 +90,7 @@ class MarketViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Market]):
     lookup_field = "ticker"
     lookup_value_regex = r"[^/]+"  # tickers may contain dots, e.g. KXHIGHNY-24JAN01-B45.5
     lookup_noun = "market"
-    filter_backends = [DjangoFilterBackend, api_filters.SearchFilter, api_filters.StrictOrderingFilter]
+    filter_backends = [api_filters.FilterBackend, api_filters.SearchFilter, api_filters.StrictOrderingFilter]
     filterset_class = api_filters.MarketFilter
     search_fields = ["ticker", "title", "yes_sub_title", "event__title"]
     ordering_fields = [
@@ -277,7 +276,7 @@ class EventViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Event]):
     lookup_url_kwarg = "event_ticker"
     lookup_value_regex = r"[^/]+"
     lookup_noun = "event"
-    filter_backends = [DjangoFilterBackend, api_filters.SearchFilter, api_filters.StrictOrderingFilter]
+    filter_backends = [api_filters.FilterBackend, api_filters.SearchFilter, api_filters.StrictOrderingFilter]
     filterset_class = api_filters.EventFilter
     search_fields = ["ticker", "title", "sub_title"]
     ordering_fields = ["ticker", "strike_date", "last_updated_ts", "market_count"]
@@ -306,7 +305,7 @@ class SeriesViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Series]):
     lookup_url_kwarg = "series_ticker"
     lookup_value_regex = r"[^/]+"
     lookup_noun = "series"
-    filter_backends = [DjangoFilterBackend, api_filters.SearchFilter, api_filters.StrictOrderingFilter]
+    filter_backends = [api_filters.FilterBackend, api_filters.SearchFilter, api_filters.StrictOrderingFilter]
     filterset_class = api_filters.SeriesFilter
     search_fields = ["ticker", "title"]
     ordering_fields = ["ticker", "title", "last_updated_ts"]
@@ -327,7 +326,7 @@ class PollRunViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[PollRun]):
     lookup_field = "id"
     lookup_value_regex = r"[^/]+"
     lookup_noun = "poll run"
-    filter_backends = [DjangoFilterBackend, api_filters.StrictOrderingFilter]
+    filter_backends = [api_filters.FilterBackend, api_filters.StrictOrderingFilter]
     filterset_class = api_filters.PollRunFilter
     ordering_fields = ["started_at", "finished_at", "markets_seen", "snapshots_written", "errors"]
     ordering = ["-started_at"]
