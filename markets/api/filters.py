@@ -14,9 +14,9 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django_filters.rest_framework import DjangoFilterBackend
 from django.db.models import F, OrderBy, Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
