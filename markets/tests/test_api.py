@@ -623,6 +623,10 @@ def test_it_serializes_rows_exactly_as_model_instances(data, serializer_class, q
     assert len(rows) > 2
     for obj in queryset():
         assert serializer_class().to_representation(rows[obj.pk]) == serializer_class(obj).data
+    # A page of rows is formatted a column at a time (FastListSerializer): same output, same order.
+    objects = list(queryset().order_by("pk"))
+    page = list(queryset().order_by("pk").values(*columns))
+    assert serializer_class(page, many=True).data == [serializer_class(obj).data for obj in objects]
 
 
 def test_it_answers_unknown_api_urls_with_a_json_404(client):
