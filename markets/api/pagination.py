@@ -65,10 +65,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         raw = request.query_params.get(self.page_query_param) or "1"
         if raw not in self.last_page_strings and not (_is_small_whole_number(raw) and int(raw) >= 1):
             raise ValidationError({self.page_query_param: [f"Must be a page number from 1; got {raw!r}."]})
-        # A view may serve plain rows (see MarketViewSet.as_rows) while the count runs on the bare
-        # filtered queryset, without the joins the rows need.
-        as_rows = getattr(view, "as_rows", None)
-        paginator = _Paginator(as_rows(queryset) if as_rows else queryset, page_size, count_from=queryset)
+        paginator = _Paginator(queryset, page_size, count_from=queryset)
         try:
             self.page = paginator.page(paginator.num_pages if raw in self.last_page_strings else int(raw))
         except InvalidPage:
@@ -76,6 +73,11 @@ class PageNumberPagination(pagination.PageNumberPagination):
                 f"Page {raw} is past the last page ({paginator.num_pages}); "
                 "follow the `next` links or ask for page 1."
             ) from None
+        # A view may turn the page's slice of the bare filtered queryset into plain rows with the
+        # joins they need (see MarketViewSet.as_rows); the count runs without those joins.
+        as_rows = getattr(view, "as_rows", None)
+        if as_rows is not None:
+            self.page.object_list = as_rows(self.page.object_list)
         return list(self.page)
 
     def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:

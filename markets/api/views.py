@@ -117,8 +117,15 @@ class MarketViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Market]):
             return Market.objects.with_event().defer("raw", "quote_digest")
         return Market.objects.all()
 
-    def as_rows(self, markets: QuerySet[Market]) -> QuerySet[Market]:
-        """A page's markets as plain rows: building 100 Market objects costs more than the query."""
+    def as_rows(self, page: QuerySet[Market]) -> QuerySet[Market]:
+        """A page (a sliced queryset) of markets as plain rows, for the list's serializer.
+
+        Plain rows because building 100 Market objects costs more than the query. The page's
+        markets are picked by id in a subquery and only those are joined to their event and series:
+        joined first, a deep `?page=` joined every market it skipped (3,000 joins for page 30).
+        Both levels order the same way, and the ordering always ends in the unique ticker.
+        """
+        markets = Market.objects.filter(pk__in=page.values("pk")).order_by(*page.query.order_by)
         return markets.values(*MarketSerializer.columns())  # type: ignore[no-any-return]
 
 
