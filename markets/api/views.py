@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import StreamingHttpResponse
 from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
@@ -30,11 +32,13 @@ from .renderers import CSVRenderer, JSONRenderer
 from .serializers import (
     EventDetailSerializer,
     EventSerializer,
+    EventSummarySerializer,
     MarketDetailSerializer,
     MarketSerializer,
     MarketSnapshotSerializer,
     PollRunSerializer,
     SeriesSerializer,
+    SeriesSummarySerializer,
 )
 
 
@@ -114,7 +118,7 @@ class MarketViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Market]):
 
     def get_queryset(self) -> QuerySet[Market]:
         if self.action == "retrieve":
-            return Market.objects.with_event().defer("raw", "quote_digest")
+            return Market.objects.with_event().only(*_detail_columns())
         return Market.objects.all()
 
     def as_rows(self, page: QuerySet[Market]) -> QuerySet[Market]:
@@ -127,6 +131,23 @@ class MarketViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Market]):
         """
         markets = Market.objects.filter(pk__in=page.values("pk")).order_by(*page.query.order_by)
         return markets.values(*MarketSerializer.columns())  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _detail_columns() -> tuple[str, ...]:
+    """What one market's page reads: compiling the SQL costs per column, and the event's and
+    series' `raw` JSON is large. A column missed here would still load (one query more each),
+    and a test checks the detail stays one query."""
+    own = [c for c in MarketDetailSerializer.columns() if LOOKUP_SEP not in c]
+    return (
+        *own,
+        "price_ranges",
+        *(f"event__{c}" for c in EventSummarySerializer.columns()),
+        # Event.fee_type and fee_multiplier: the event's override, else the series' value.
+        "event__fee_type_override",
+        "event__fee_multiplier_override",
+        *(f"event__series__{c}" for c in SeriesSummarySerializer.columns()),
+    )
 
 
 class SnapshotQuerySerializer(serializers.Serializer[dict[str, Any]]):

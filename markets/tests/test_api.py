@@ -267,8 +267,10 @@ def test_it_orders_on_whitelisted_fields_with_missing_values_last(client, data):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_it_shows_one_market_with_metadata_settlement_and_fees(client, data):
-    body = get(client, f"/api/v1/markets/{api_data.DAL}/")
+def test_it_shows_one_market_with_metadata_settlement_and_fees(client, data, django_assert_num_queries):
+    # One query: the view loads only the columns it shows, and none it shows may be left out.
+    with django_assert_num_queries(1):
+        body = get(client, f"/api/v1/markets/{api_data.DAL}/")
 
     assert_market_types(body)
     assert not any(isinstance(v, float) for v in walk(body))
