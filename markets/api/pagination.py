@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.paginator import InvalidPage, Paginator
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
@@ -34,15 +36,50 @@ def _page_size_schema(param: str, default: int, maximum: int) -> dict[str, Any]:
     }
 
 
-class _Paginator(Paginator[Any]):
-    def __init__(self, object_list: Any, per_page: int, *, count_from: QuerySet[Any] | Sequence[Any]) -> None:
-        super().__init__(object_list, per_page)
-        self.count_from = count_from
+class _CountCache:
+    """Each filtered list's COUNT(*) for API_COUNT_CACHE_SECONDS, in this process.
 
+    Keyed by the SQL and parameters of the queryset's rows (ordering left out), so two requests
+    share a count only when they count the same rows; paging through a list counts it once.
+    """
+
+    max_entries = 1000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[float, int]] = {}
+
+    def count(self, queryset: QuerySet[Any]) -> int:
+        ttl: float = settings.API_COUNT_CACHE_SECONDS
+        if ttl <= 0:
+            return queryset.count()
+        sql, params = queryset.order_by().values("pk").query.sql_with_params()
+        key = (queryset.db, sql, *params)
+        try:
+            hash(key)
+        except TypeError:  # a list parameter (an array lookup): not worth a cache key
+            return queryset.count()
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        count = queryset.count()
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (now + ttl, count)
+        return count
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+counts = _CountCache()
+
+
+class _Paginator(Paginator[Any]):
     @cached_property
     def count(self) -> int:
-        source = self.count_from
-        return source.count() if isinstance(source, QuerySet) else len(source)
+        source = self.object_list
+        return counts.count(source) if isinstance(source, QuerySet) else len(source)
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
@@ -65,7 +102,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         raw = request.query_params.get(self.page_query_param) or "1"
         if raw not in self.last_page_strings and not (_is_small_whole_number(raw) and int(raw) >= 1):
             raise ValidationError({self.page_query_param: [f"Must be a page number from 1; got {raw!r}."]})
-        paginator = _Paginator(queryset, page_size, count_from=queryset)
+        paginator = _Paginator(queryset, page_size)
         try:
             self.page = paginator.page(paginator.num_pages if raw in self.last_page_strings else int(raw))
         except InvalidPage:

@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.serializers import ModelSerializer
 
 from markets.api import serializers as api_serializers
+from markets.api.pagination import counts
 from markets.models import Event, Market, MarketSnapshot, PollRun, Series
 from markets.tests import api_data
 
@@ -124,6 +125,23 @@ def test_it_paginates_with_bounded_page_sizes(client, data):
 
     last = get(client, "/api/v1/markets/", page_size=20, page="last")
     assert last["results"] == third["results"]
+
+
+def test_it_reuses_a_lists_count_for_api_count_cache_seconds(client, data, settings):
+    settings.API_COUNT_CACHE_SECONDS = 60
+    counts.clear()
+    assert get(client, "/api/v1/markets/", page_size=20)["count"] == 47
+    Market.objects.filter(ticker=api_data.DAL).delete()
+    # Same rows counted (another page, another order): the count is reused...
+    later = get(client, "/api/v1/markets/", page_size=20, page=2, ordering="-volume")
+    assert later["count"] == 47 and len(later["results"]) == 20
+    # ...a different filter counts afresh, and so does everything once the entries expire.
+    assert get(client, "/api/v1/markets/", search=api_data.DAL)["count"] == 0
+    counts.clear()
+    assert get(client, "/api/v1/markets/", page_size=20)["count"] == 46
+    settings.API_COUNT_CACHE_SECONDS = 0
+    Market.objects.filter(ticker__in=Market.objects.values("ticker")[:1]).delete()
+    assert get(client, "/api/v1/markets/", page_size=20)["count"] == 45
 
 
 @pytest.mark.parametrize("size", ["0", "1001", "abc", "-5", "1.5", "9" * 5000])
