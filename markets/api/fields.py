@@ -38,9 +38,14 @@ def iso_utc(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def _optional_iso_utc(value: datetime | None) -> str | None:
+    return None if value is None else iso_utc(value)
+
+
 # Times repeat too (a poll cycle stamps every market it saw with one quote time). An aware
 # datetime hashes by instant, and the text depends only on the instant once converted to UTC.
-_cached_iso_utc: Callable[[datetime], str] = lru_cache(maxsize=1 << 16)(iso_utc)
+# None-safe like `dollars`, so a cache hit costs no Python call at all.
+_cached_iso_utc: Callable[[datetime | None], str | None] = lru_cache(maxsize=1 << 16)(_optional_iso_utc)
 
 
 def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -106,10 +111,10 @@ class UTCDateTimeField(serializers.DateTimeField):
         kwargs.setdefault("allow_null", True)
         super().__init__(**kwargs)
 
-    format_value = staticmethod(_optional(_cached_iso_utc))
+    format_value = staticmethod(_cached_iso_utc)
 
     def to_representation(self, value: datetime) -> str:
-        return _cached_iso_utc(value)
+        return _cached_iso_utc(value)  # type: ignore[return-value]
 
 
 def _identity(value: Any) -> Any:
