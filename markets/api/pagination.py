@@ -113,9 +113,11 @@ class PageNumberPagination(pagination.PageNumberPagination):
         # A view may turn the page's slice of the bare filtered queryset into plain rows with the
         # joins they need (see MarketViewSet.as_rows); the count runs without those joins.
         as_rows = getattr(view, "as_rows", None)
-        if as_rows is not None:
-            self.page.object_list = as_rows(self.page.object_list)
-        return list(self.page)
+        rows = as_rows(self.page.object_list) if as_rows is not None else self.page.object_list
+        # Evaluated once here: iterating the Page itself goes through Sequence.__iter__ and
+        # Page.__getitem__'s checks item by item.
+        self.page.object_list = list(rows)
+        return list(self.page.object_list)
 
     def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
         return [
