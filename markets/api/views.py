@@ -124,13 +124,14 @@ class MarketViewSet(LookupMixin, viewsets.ReadOnlyModelViewSet[Market]):
     def as_rows(self, page: QuerySet[Market]) -> QuerySet[Market]:
         """A page (a sliced queryset) of markets as plain rows, for the list's serializer.
 
-        Plain rows because building 100 Market objects costs more than the query. The page's
-        markets are picked by id in a subquery and only those are joined to their event and series:
-        joined first, a deep `?page=` joined every market it skipped (3,000 joins for page 30).
-        Both levels order the same way, and the ordering always ends in the unique ticker.
+        Plain rows because building 100 Market objects costs more than the query, and tuples in
+        `MarketSerializer.columns()` order because Django then builds no dict per row either. The
+        page's markets are picked by id in a subquery and only those are joined to their event and
+        series: joined first, a deep `?page=` joined every market it skipped (3,000 joins for
+        page 30). Both levels order the same way, and the ordering always ends in the unique ticker.
         """
         markets = Market.objects.filter(pk__in=page.values("pk")).order_by(*page.query.order_by)
-        return markets.values(*MarketSerializer.columns())  # type: ignore[no-any-return]
+        return markets.values_list(*MarketSerializer.columns())
 
 
 @functools.cache

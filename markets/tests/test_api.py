@@ -647,6 +647,8 @@ def test_it_serializes_rows_exactly_as_model_instances(data, serializer_class, q
     objects = list(queryset().order_by("pk"))
     page = list(queryset().order_by("pk").values(*columns))
     assert serializer_class(page, many=True).data == [serializer_class(obj).data for obj in objects]
+    tuples = list(queryset().order_by("pk").values_list(*columns))
+    assert serializer_class(tuples, many=True).data == [serializer_class(obj).data for obj in objects]
 
 
 def test_it_answers_unknown_api_urls_with_a_json_404(client):
