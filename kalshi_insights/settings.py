@@ -378,11 +378,12 @@ REST_FRAMEWORK.update(
         "EXCEPTION_HANDLER": "markets.api.exceptions.exception_handler",
     }
 )
-# Seconds a paginated list's total `count` is reused by a web process for the same filtered query
-# (0: count every request). COUNT(*) reads every matching row: 3.5 ms of database CPU on 50,000
-# markets, more than the rest of a 100-row page. The count and the page were already two
-# statements, not a snapshot; this lets `count` lag new or removed rows by up to this long.
-API_COUNT_CACHE_SECONDS = env_float("API_COUNT_CACHE_SECONDS", 5.0, minimum=0)
+# Seconds a paginated list's total `count` may be reused by a web process for the same filtered
+# query. Off (0) by default: `count` then follows every write, as the first poll cycle's progress
+# shows. COUNT(*) reads every matching row, 3.5 ms of database CPU on 50,000 markets, more than
+# the rest of a 100-row page; a busy deployment that can let `count` lag new or removed rows by a
+# few seconds may turn this on.
+API_COUNT_CACHE_SECONDS = env_float("API_COUNT_CACHE_SECONDS", 0.0, minimum=0)
 SPECTACULAR_SETTINGS.update(
     {
         # Tags come from the first path segment after /api/v1/ (markets, events, ...).
