@@ -112,6 +112,16 @@ def _api_throttling_off(settings: Any) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def _api_count_cache_off(settings: Any) -> None:
+    """Lists count every request in tests (the default, whatever the environment says): tests
+    change rows between requests within seconds.
+
+    A test about the count cache sets API_COUNT_CACHE_SECONDS itself.
+    """
+    settings.API_COUNT_CACHE_SECONDS = 0
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 

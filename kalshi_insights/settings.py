@@ -160,6 +160,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend with psycopg's compiled timestamptz loader (see its docstring).
+        DATABASES["default"]["ENGINE"] = "kalshi_insights.db.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -375,6 +378,12 @@ REST_FRAMEWORK.update(
         "EXCEPTION_HANDLER": "markets.api.exceptions.exception_handler",
     }
 )
+# Seconds a paginated list's total `count` may be reused by a web process for the same filtered
+# query. Off (0) by default: `count` then follows every write, as the first poll cycle's progress
+# shows. COUNT(*) reads every matching row, 3.5 ms of database CPU on 50,000 markets, more than
+# the rest of a 100-row page; a busy deployment that can let `count` lag new or removed rows by a
+# few seconds may turn this on.
+API_COUNT_CACHE_SECONDS = env_float("API_COUNT_CACHE_SECONDS", 0.0, minimum=0)
 SPECTACULAR_SETTINGS.update(
     {
         # Tags come from the first path segment after /api/v1/ (markets, events, ...).

@@ -462,6 +462,8 @@ class Market(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "close_time"], name="market_status_close_idx"),
+            # The API list's page subquery (ids in ticker order) as an index-only scan.
+            models.Index(fields=["ticker", "id"], name="market_ticker_id_idx"),
             # The market table's sort orders over open markets (partial: closed and settled
             # markets, the bulk of history, cost nothing here). Each makes the first page a
             # top-50 index scan instead of a sort of every open market; see TABLE_SORTS.

@@ -10,12 +10,13 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 
 import django_filters
 from django import forms
 from django.db.models import F, OrderBy, Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -131,10 +132,28 @@ class CSVFilter(django_filters.Filter):  # type: ignore[misc]
     field_class = CSVFormField
 
 
+class FilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    """django-filter's FilterSet, with its form class built once per filter set class.
+
+    `get_form_class` builds a form field for every filter, labels looked up from the model's
+    verbose names, on every request: a third of the filtering cost of a market list. The fields
+    here depend only on the declarations (no choices or querysets computed per request), and
+    each form still deep-copies them, as any Django form does.
+    """
+
+    _form_classes: ClassVar[dict[type, type[forms.Form]]] = {}
+
+    def get_form_class(self) -> type[forms.Form]:
+        form_class = FilterSet._form_classes.get(type(self))
+        if form_class is None:
+            form_class = FilterSet._form_classes[type(self)] = super().get_form_class()
+        return form_class
+
+
 MARKET_STATUS_NAMES = (*STATUS_FILTERS, *(s for s in MarketStatus.values if s not in STATUS_FILTERS))
 
 
-class MarketFilter(django_filters.FilterSet):  # type: ignore[misc]
+class MarketFilter(FilterSet):
     status = ChoiceListFilter(
         method="filter_status",
         allowed=MARKET_STATUS_NAMES,
@@ -189,7 +208,7 @@ class MarketFilter(django_filters.FilterSet):  # type: ignore[misc]
         return valid
 
 
-class EventFilter(django_filters.FilterSet):  # type: ignore[misc]
+class EventFilter(FilterSet):
     series = django_filters.CharFilter(method="filter_series", help_text="Series ticker.")
     category = django_filters.CharFilter(method="filter_category", help_text="Category, case-insensitive.")
 
@@ -200,7 +219,7 @@ class EventFilter(django_filters.FilterSet):  # type: ignore[misc]
         return queryset.in_category(value)
 
 
-class SeriesFilter(django_filters.FilterSet):  # type: ignore[misc]
+class SeriesFilter(FilterSet):
     category = django_filters.CharFilter(
         method="filter_category", help_text="Category, case-insensitive; matches any of `categories` too."
     )
@@ -209,7 +228,7 @@ class SeriesFilter(django_filters.FilterSet):  # type: ignore[misc]
         return queryset.filter(Q(category__iexact=value) | Q(categories__contains=[value]))
 
 
-class PollRunFilter(django_filters.FilterSet):  # type: ignore[misc]
+class PollRunFilter(FilterSet):
     outcome = django_filters.ChoiceFilter(choices=PollOutcome.choices)
     started_after = UTCDateTimeFilter(
         field_name="started_at", lookup_expr="gte", help_text=f"Started at or after. {TIME_HELP}"
@@ -217,6 +236,24 @@ class PollRunFilter(django_filters.FilterSet):  # type: ignore[misc]
     started_before = UTCDateTimeFilter(
         field_name="started_at", lookup_expr="lte", help_text=f"Started at or before. {TIME_HELP}"
     )
+
+
+class FilterBackend(DjangoFilterBackend):  # type: ignore[misc]
+    """django-filter's backend, skipped when a request has none of the filter set's parameters.
+
+    Every FilterSet deep-copies its filters and builds a form class to validate the query string;
+    on a plain `?page=2` that found every value empty, and an empty value filters nothing, for
+    about 0.5 ms of each list request. The check is by prefix, so a filter whose widget reads
+    suffixed parameters (`close_time_after`, a range's `_min`) still gets the full path.
+    """
+
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: APIView) -> QuerySet[Any]:
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None and not any(
+            param.startswith(name) for param in request.query_params for name in filterset_class.base_filters
+        ):
+            return queryset
+        return super().filter_queryset(request, queryset, view)  # type: ignore[no-any-return]
 
 
 class StrictOrderingFilter(filters.OrderingFilter):

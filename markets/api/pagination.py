@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.paginator import InvalidPage, Paginator
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
@@ -34,15 +36,50 @@ def _page_size_schema(param: str, default: int, maximum: int) -> dict[str, Any]:
     }
 
 
-class _Paginator(Paginator[Any]):
-    def __init__(self, object_list: Any, per_page: int, *, count_from: QuerySet[Any] | Sequence[Any]) -> None:
-        super().__init__(object_list, per_page)
-        self.count_from = count_from
+class _CountCache:
+    """Each filtered list's COUNT(*) for API_COUNT_CACHE_SECONDS, in this process.
 
+    Keyed by the SQL and parameters of the queryset's rows (ordering left out), so two requests
+    share a count only when they count the same rows; paging through a list counts it once.
+    """
+
+    max_entries = 1000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[float, int]] = {}
+
+    def count(self, queryset: QuerySet[Any]) -> int:
+        ttl: float = settings.API_COUNT_CACHE_SECONDS
+        if ttl <= 0:
+            return queryset.count()
+        sql, params = queryset.order_by().values("pk").query.sql_with_params()
+        key = (queryset.db, sql, *params)
+        try:
+            hash(key)
+        except TypeError:  # a list parameter (an array lookup): not worth a cache key
+            return queryset.count()
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        count = queryset.count()
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (now + ttl, count)
+        return count
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+counts = _CountCache()
+
+
+class _Paginator(Paginator[Any]):
     @cached_property
     def count(self) -> int:
-        source = self.count_from
-        return source.count() if isinstance(source, QuerySet) else len(source)
+        source = self.object_list
+        return counts.count(source) if isinstance(source, QuerySet) else len(source)
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
@@ -65,10 +102,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
         raw = request.query_params.get(self.page_query_param) or "1"
         if raw not in self.last_page_strings and not (_is_small_whole_number(raw) and int(raw) >= 1):
             raise ValidationError({self.page_query_param: [f"Must be a page number from 1; got {raw!r}."]})
-        # A view may serve plain rows (see MarketViewSet.as_rows) while the count runs on the bare
-        # filtered queryset, without the joins the rows need.
-        as_rows = getattr(view, "as_rows", None)
-        paginator = _Paginator(as_rows(queryset) if as_rows else queryset, page_size, count_from=queryset)
+        paginator = _Paginator(queryset, page_size)
         try:
             self.page = paginator.page(paginator.num_pages if raw in self.last_page_strings else int(raw))
         except InvalidPage:
@@ -76,7 +110,14 @@ class PageNumberPagination(pagination.PageNumberPagination):
                 f"Page {raw} is past the last page ({paginator.num_pages}); "
                 "follow the `next` links or ask for page 1."
             ) from None
-        return list(self.page)
+        # A view may turn the page's slice of the bare filtered queryset into plain rows with the
+        # joins they need (see MarketViewSet.as_rows); the count runs without those joins.
+        as_rows = getattr(view, "as_rows", None)
+        rows = as_rows(self.page.object_list) if as_rows is not None else self.page.object_list
+        # Evaluated once here: iterating the Page itself goes through Sequence.__iter__ and
+        # Page.__getitem__'s checks item by item.
+        self.page.object_list = list(rows)
+        return list(self.page.object_list)
 
     def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
         return [

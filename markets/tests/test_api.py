@@ -15,6 +15,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.serializers import ModelSerializer
 
 from markets.api import serializers as api_serializers
+from markets.api.pagination import counts
 from markets.models import Event, Market, MarketSnapshot, PollRun, Series
 from markets.tests import api_data
 
@@ -124,6 +125,23 @@ def test_it_paginates_with_bounded_page_sizes(client, data):
 
     last = get(client, "/api/v1/markets/", page_size=20, page="last")
     assert last["results"] == third["results"]
+
+
+def test_it_reuses_a_lists_count_for_api_count_cache_seconds(client, data, settings):
+    settings.API_COUNT_CACHE_SECONDS = 60
+    counts.clear()
+    assert get(client, "/api/v1/markets/", page_size=20)["count"] == 47
+    Market.objects.filter(ticker=api_data.DAL).delete()
+    # Same rows counted (another page, another order): the count is reused...
+    later = get(client, "/api/v1/markets/", page_size=20, page=2, ordering="-volume")
+    assert later["count"] == 47 and len(later["results"]) == 20
+    # ...a different filter counts afresh, and so does everything once the entries expire.
+    assert get(client, "/api/v1/markets/", search=api_data.DAL)["count"] == 0
+    counts.clear()
+    assert get(client, "/api/v1/markets/", page_size=20)["count"] == 46
+    settings.API_COUNT_CACHE_SECONDS = 0
+    Market.objects.filter(ticker__in=Market.objects.values("ticker")[:1]).delete()
+    assert get(client, "/api/v1/markets/", page_size=20)["count"] == 45
 
 
 @pytest.mark.parametrize("size", ["0", "1001", "abc", "-5", "1.5", "9" * 5000])
@@ -267,8 +285,10 @@ def test_it_orders_on_whitelisted_fields_with_missing_values_last(client, data):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_it_shows_one_market_with_metadata_settlement_and_fees(client, data):
-    body = get(client, f"/api/v1/markets/{api_data.DAL}/")
+def test_it_shows_one_market_with_metadata_settlement_and_fees(client, data, django_assert_num_queries):
+    # One query: the view loads only the columns it shows, and none it shows may be left out.
+    with django_assert_num_queries(1):
+        body = get(client, f"/api/v1/markets/{api_data.DAL}/")
 
     assert_market_types(body)
     assert not any(isinstance(v, float) for v in walk(body))
@@ -623,6 +643,12 @@ def test_it_serializes_rows_exactly_as_model_instances(data, serializer_class, q
     assert len(rows) > 2
     for obj in queryset():
         assert serializer_class().to_representation(rows[obj.pk]) == serializer_class(obj).data
+    # A page of rows is formatted a column at a time (FastListSerializer): same output, same order.
+    objects = list(queryset().order_by("pk"))
+    page = list(queryset().order_by("pk").values(*columns))
+    assert serializer_class(page, many=True).data == [serializer_class(obj).data for obj in objects]
+    tuples = list(queryset().order_by("pk").values_list(*columns))
+    assert serializer_class(tuples, many=True).data == [serializer_class(obj).data for obj in objects]
 
 
 def test_it_answers_unknown_api_urls_with_a_json_404(client):

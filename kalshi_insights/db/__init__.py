@@ -1,0 +1,1 @@
+"""Database backends of the project (see postgresql/base.py)."""
