@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backtests.engine import ffill_first, hysteresis
+from backtests.engine import hysteresis
 
 from .base import Param, ParameterError, Strategy
 
@@ -28,26 +28,49 @@ def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
         return cached  # type: ignore[no-any-return]
     x = panel.mid2
     n = len(x)
-    valid = x >= 0
-    xv = np.where(valid, x, 0)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    xv = np.maximum(x, 0)  # rows without a mid yet (-1) add nothing to the sums
     s1 = np.zeros(n + 1, dtype=np.int64)
     s2 = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(xv, out=s1[1:])
-    np.cumsum(xv * xv, out=s2[1:])
-    # A market's mid, once it has one, is carried forward: the window is complete once it holds
-    # `window` rows from the market's first two-sided quote on.
-    first_valid = ffill_first(valid, panel)
-    hi = np.arange(1, n + 1)
-    lo = hi - window
-    full = (lo >= first_valid) & (first_valid >= 0)
-    lo_c = np.maximum(lo, 0)
-    w_s1 = s1[hi] - s1[lo_c]
-    var = window * (s2[hi] - s2[lo_c]) - w_s1 * w_s1
-    num = window * xv - w_s1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = num / np.sqrt(var.astype(np.float64))
-    z[var == 0] = 0.0
-    z[~full] = np.nan
+    sq = xv * xv
+    np.cumsum(sq, out=s2[1:])
+    # Window sums ending at each row: row i sums rows i-window+1 .. i. Rows that would reach back
+    # before a market's first mid are masked below, so sums across a market boundary (and the
+    # clamped ones at the start of the panel) never surface. int64 wraps in the running sums
+    # cancel in the differences, which only need each window's true sum to fit.
+    w = min(window, n)
+    w_s1 = np.empty(n, dtype=np.int64)
+    w_s2 = sq  # reused as the buffer
+    np.subtract(s1[w:], s1[: n + 1 - w], out=w_s1[w - 1 :])
+    np.subtract(s2[w:], s2[: n + 1 - w], out=w_s2[w - 1 :])
+    w_s1[: w - 1] = s1[1:w]
+    w_s2[: w - 1] = s2[1:w]
+    var = w_s2
+    var *= window
+    var -= w_s1 * w_s1
+    num = xv
+    num *= window
+    num -= w_s1
+    # A flat window has var == 0 and then also num == 0: z is exactly 0 (0 / 1), no special case.
+    np.maximum(var, 1, out=var)
+    z = np.sqrt(var, dtype=np.float64)
+    np.divide(num, z, out=z)
+    # NaN until the window is full: once a market has a mid it keeps one (carried forward), so
+    # the incomplete rows are a prefix of each market, as long as its rows without a mid plus
+    # window - 1.
+    lengths = np.diff(panel.starts)
+    has_mid = np.zeros(panel.n_markets, dtype=np.int64)
+    nonempty = np.flatnonzero(lengths > 0)
+    if n:
+        has_mid[nonempty] = np.add.reduceat(x >= 0, panel.starts[:-1][nonempty], dtype=np.int64)
+    prefix = np.minimum(lengths - has_mid + window - 1, lengths)
+    incomplete = np.repeat(
+        np.tile(np.array([True, False]), panel.n_markets),
+        np.column_stack([prefix, lengths - prefix]).ravel(),
+    )
+    z[incomplete] = np.nan
     result: FloatArray = z
     panel.cache[key] = result
     return result
