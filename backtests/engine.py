@@ -426,6 +426,22 @@ class QuotePanel:
         return out
 
     @cached_property
+    def yes_mark_steps(self) -> tuple[IntArray, IntArray]:
+        """Rows where the yes mark changes and by how much; it is constant in between. (A step at a
+        market's first row compares with the previous market: harmless, as only steps strictly
+        inside a holding period are ever read.)"""
+        return _steps(self.yes_mark)
+
+    @cached_property
+    def no_mark_steps(self) -> tuple[IntArray, IntArray]:
+        """Rows where the no mark changes and by how much."""
+        return _steps(self.no_mark)
+
+    @cached_property
+    def time_range(self) -> tuple[int, int]:
+        return int(self.time.min()), int(self.time.max())
+
+    @cached_property
     def mid2(self) -> IntArray:
         """Twice the mid in micro-dollars (an exact integer), carried forward over one-sided quotes.
 
@@ -501,6 +517,13 @@ class QuotePanel:
         )
 
 
+def _steps(values: IntArray) -> tuple[IntArray, IntArray]:
+    """The rows where `values` differs from the row before, and by how much."""
+    d = values[1:] - values[:-1]
+    nz = np.flatnonzero(d != 0)  # a boolean mask scans several times faster than int64 values
+    return nz + 1, d[nz]
+
+
 def _micro_column(series: pd.Series[Any], *, empty: int) -> IntArray:
     if pd.api.types.is_float_dtype(series.dtype):
         values = series.to_numpy(dtype=np.float64)
@@ -520,27 +543,42 @@ def _sorted_by_market_and_time(idx: IntArray, t: IntArray) -> bool:
     return bool(np.all(idx[back + 1] > idx[back]))
 
 
-def ffill_rows(valid: BoolArray, first_row: BoolArray) -> Int32Array:
+def ffill_rows(valid: BoolArray, first_row: BoolArray) -> IntArray:
     """For each row, the last row at or before it in the same market where `valid` holds, or the
     market's first row when there is none yet.
 
     Reading `values[ffill_rows(...)]` carries values forward within each market; when `values`
     holds the fill value at every invalid row, rows before a market's first valid one read it from
-    the market's first row. Treating first rows as valid is what keeps a running maximum of row
-    indices from crossing market boundaries, with no per-row market lookup. 32-bit indices halve
-    the memory traffic (panels stay far below 2**31 rows).
+    the market's first row. Treating first rows as valid keeps the fill inside each market with no
+    per-row market lookup.
     """
-    idx = np.arange(len(valid), dtype=np.int32)
-    np.multiply(idx, valid | first_row, out=idx)
-    np.maximum.accumulate(idx, out=idx)
-    return idx
+    return last_true(valid | first_row)
+
+
+def last_true(mask: BoolArray) -> IntArray:
+    """For each row, the last row at or before it where `mask` holds (-1 if none).
+
+    A running count of true rows indexes the list of true rows: a cumulative sum and a gather are
+    several times faster than numpy's sequential maximum.accumulate over row indices.
+    """
+    rows = np.empty(int(np.count_nonzero(mask)) + 1, dtype=np.int64)
+    rows[0] = -1
+    rows[1:] = np.flatnonzero(mask)
+    # 32-bit counts halve the memory traffic (panels stay far below 2**31 rows).
+    return rows[np.cumsum(mask, dtype=np.int32)]
 
 
 def next_true(mask: BoolArray) -> IntArray:
     """For each row, the first row at or after it where `mask` holds (NO_ROW if none)."""
     n = len(mask)
-    idx = np.where(mask, np.arange(n, dtype=np.int64), NO_ROW)
-    return np.minimum.accumulate(idx[::-1])[::-1]
+    rows = np.empty(int(np.count_nonzero(mask)) + 1, dtype=np.int64)
+    rows[:-1] = np.flatnonzero(mask)
+    rows[-1] = NO_ROW
+    # The number of true rows strictly before each row is the index of the next one.
+    before = np.zeros(n, dtype=np.int32)
+    if n:
+        np.cumsum(mask[:-1], dtype=np.int32, out=before[1:])
+    return rows[before]
 
 
 def hysteresis(
@@ -561,18 +599,14 @@ def hysteresis(
 
     where an entry always counts as an exit of the opposite side (exit_short |= enter_long,
     exit_long |= enter_short). That makes every row either *set* the target or *clamp* it towards
-    0, so a running maximum of row indices replaces the loop.
+    0, so "the last row that set / clamped" lookups replace the loop.
     """
-    n = len(first_row)
     xl = exit_long | enter_short | first_row
     xs = exit_short | enter_long | first_row
     set_rows = enter_long | enter_short | (xl & xs)
-    # 32-bit row indices halve the memory traffic of the running maxima (n < 2**31 always here).
-    ar = np.arange(n, dtype=np.int32)
-    none = np.int32(-1)
-    last_set = np.maximum.accumulate(np.where(set_rows, ar, none))
-    last_xl = np.maximum.accumulate(np.where(xl & ~set_rows, ar, none))
-    last_xs = np.maximum.accumulate(np.where(xs & ~set_rows, ar, none))
+    last_set = last_true(set_rows)
+    last_xl = last_true(xl & ~set_rows)
+    last_xs = last_true(xs & ~set_rows)
     at = np.maximum(last_set, 0)
     value = np.where(enter_long[at], 1, np.where(enter_short[at], -1, 0)).astype(np.int8)
     value[last_set < 0] = 0
@@ -1049,99 +1083,126 @@ def _settled_mask(panel: QuotePanel) -> BoolArray:
     return out
 
 
-def mark_to_market(panel: QuotePanel, fills: FillArrays) -> tuple[IntArray, IntArray, BoolArray, IntArray]:
-    """Per-row P&L of each market, per-market final P&L, settled flags, and settlement rows.
+def mark_to_market(
+    panel: QuotePanel, fills: FillArrays
+) -> tuple[IntArray, IntArray, IntArray, BoolArray, IntArray]:
+    """The portfolio P&L curve, and per market the final P&L, settled flags and final positions.
 
     Positions are valued at the bid of their side (YES at the yes bid, NO at 1 − yes ask),
     carried forward over quotes where that side is empty; at settlement at the settlement value.
+
+    A market's P&L only moves at its fills and, while a position is open, where its side's mark
+    steps. So the curve is built from those events alone — the steps inside each holding period
+    are found by binary search in the panel's cached mark steps — never from a P&L per quote:
+    the cost follows the number of P&L changes, not the number of quotes.
     """
     n = len(panel)
-    nonempty = np.diff(panel.starts) > 0
-    # An event table: every market's first row (flat, no cash) and the state after the last fill
-    # at each fill row; each row then reads the latest event at or before it. Fills never happen
-    # at a market's first row, so the two kinds of rows never collide.
-    first_rows = panel.starts[:-1][nonempty]
+    n_markets = panel.n_markets
+    settled = _settled_mask(panel)
+    final = np.zeros(n_markets, dtype=np.int64)
+    final_pos = np.zeros(n_markets, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    if n == 0:
+        return empty, empty, final, settled, final_pos
+    starts = panel.starts
+    # Holding periods: the state after the last fill at each fill row, held until the market's
+    # next fill row. Fills never happen at a market's first row, so each period's row - 1 belongs
+    # to the same market (to the previous period, or before any fill: flat, no cash).
     if len(fills.row):
         last_of_row = np.append(fills.row[1:] != fills.row[:-1], True)
         f_idx = np.flatnonzero(last_of_row)
         cum = np.cumsum(fills.cash)
-        first_fill = np.searchsorted(fills.market, np.arange(panel.n_markets), side="left")
+        first_fill = np.searchsorted(fills.market, np.arange(n_markets), side="left")
         earlier = np.concatenate([[0], cum])[first_fill]
-        f_rows = fills.row[f_idx]
-        f_pos = fills.position_after[f_idx]
-        f_cash = cum[f_idx] - earlier[fills.market[f_idx]]
+        seg_row = fills.row[f_idx]
+        seg_mkt = fills.market[f_idx]
+        seg_pos = fills.position_after[f_idx]
+        seg_cash = cum[f_idx] - earlier[seg_mkt]
     else:
-        f_rows = f_pos = f_cash = np.zeros(0, dtype=np.int64)
-    ev_rows = np.concatenate([first_rows, f_rows])
-    order = np.argsort(ev_rows, kind="stable")
-    ev_rows = ev_rows[order]
-    ev_pos = np.concatenate([np.zeros(len(first_rows), dtype=np.int64), f_pos])[order]
-    ev_cash = np.concatenate([np.zeros(len(first_rows), dtype=np.int64), f_cash])[order]
-    mark = np.zeros(n, dtype=np.int64)
-    mark[ev_rows] = np.arange(len(ev_rows), dtype=np.int64)
-    np.maximum.accumulate(mark, out=mark)
-    pos = ev_pos[mark] if n else np.zeros(0, dtype=np.int64)
-    cash = ev_cash[mark] if n else np.zeros(0, dtype=np.int64)
-    pnl = cash + np.where(pos > 0, pos * panel.yes_mark, -pos * panel.no_mark)
+        seg_row = seg_mkt = seg_pos = seg_cash = empty
+    n_seg = len(seg_row)
+    same_next = np.append(seg_mkt[1:] == seg_mkt[:-1], False) if n_seg else np.zeros(0, dtype=bool)
+    same_prev = np.concatenate([[False], same_next[:-1]]) if n_seg else same_next
 
-    settled = _settled_mask(panel)
-    final = np.zeros(panel.n_markets, dtype=np.int64)
-    last_rows = panel.starts[1:] - 1
-    ne = np.flatnonzero(nonempty)
-    final[ne] = pnl[last_rows[ne]]
-    for m in np.flatnonzero(settled & nonempty):
-        info = panel.markets[m]
-        assert info.settlement_value is not None
-        sv = to_micro(info.settlement_value, empty=0)
-        close = info.close_ns
-        lo, hi = int(panel.starts[m]), int(panel.starts[m + 1])
-        # The position at close: the last row before close (fills never happen at or after it).
-        before = lo + int(np.searchsorted(panel.time[lo:hi], close, side="left")) - 1
-        if before < lo:
-            final[m] = 0
-            continue
-        p = int(pos[before])
-        settle_value = p * sv if p > 0 else -p * (MICRO - sv) if p < 0 else 0
-        final[m] = int(cash[before]) + settle_value
-        pnl[before + 1 : hi] = final[m]
-    return pnl, final, settled, pos
+    # Where each market's valuation stops: its end, or for a market settled within the test the
+    # first quote at or after its close (no fill happens there), from which on it is worth the
+    # settlement. `last` is the last row valued at the marks.
+    stop = starts[1:].copy()
+    for m in np.flatnonzero(settled & (np.diff(starts) > 0)):
+        lo, hi = int(starts[m]), int(starts[m + 1])
+        stop[m] = lo + int(np.searchsorted(panel.time[lo:hi], panel.markets[m].close_ns, side="left"))
+    seg_end = np.where(same_next, np.append(seg_row[1:], 0), stop[seg_mkt])
 
+    yes_mark, no_mark = panel.yes_mark, panel.no_mark
 
-def _portfolio_curve(
-    panel: QuotePanel, pnl: IntArray, final: IntArray, settled: BoolArray
-) -> tuple[IntArray, IntArray]:
-    """Portfolio P&L over time: every per-market P&L change, summed in global time order.
+    def value(pos: IntArray, rows: IntArray) -> IntArray:
+        rows = np.maximum(rows, 0)
+        return np.abs(pos) * np.where(pos > 0, yes_mark[rows], no_mark[rows])
 
-    Only rows where some market's P&L changes are sorted (plus the first and last quote and the
-    settlements), which is what keeps this cheap when the strategy is mostly flat.
-    """
-    n = len(panel)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    delta = np.empty(n, dtype=np.int64)
-    delta[0] = pnl[0]
-    np.subtract(pnl[1:], pnl[:-1], out=delta[1:])
-    first = panel.first_row
-    delta[first] = pnl[first]
-    nz = np.flatnonzero(delta)
-    ev_t = [panel.time[nz], np.array([panel.time.min(), panel.time.max()], dtype=np.int64)]
-    ev_d = [delta[nz], np.zeros(2, dtype=np.int64)]
-    last_rows = panel.starts[1:] - 1
-    jumps_m = np.flatnonzero(settled & (np.diff(panel.starts) > 0))
-    if len(jumps_m):
-        jump = final[jumps_m] - pnl[last_rows[jumps_m]]
-        keep = jump != 0
-        ev_t.append(panel.close_ns[jumps_m][keep])
-        ev_d.append(jump[keep])
+    ev_t: list[IntArray] = [np.array(panel.time_range, dtype=np.int64)]
+    ev_d: list[IntArray] = [np.zeros(2, dtype=np.int64)]
+
+    def add(times: IntArray, deltas: IntArray) -> None:
+        keep = deltas != 0
+        ev_t.append(times[keep])
+        ev_d.append(deltas[keep])
+
+    # At each fill row: from the previous period's value one row earlier to the new period's.
+    if n_seg:
+        after = seg_cash + value(seg_pos, seg_row)
+        prev_pos = np.where(same_prev, np.concatenate([[0], seg_pos[:-1]]), 0)
+        prev_cash = np.where(same_prev, np.concatenate([[0], seg_cash[:-1]]), 0)
+        before = prev_cash + value(prev_pos, seg_row - 1)
+        add(panel.time[seg_row], after - before)
+    # Inside each holding period: every step of the held side's mark, times the contracts held.
+    for side_sel, (step_rows, step_d) in (
+        (seg_pos > 0, panel.yes_mark_steps),
+        (seg_pos < 0, panel.no_mark_steps),
+    ):
+        sel = np.flatnonzero(side_sel)
+        lo_i = np.searchsorted(step_rows, seg_row[sel], side="right")
+        hi_i = np.searchsorted(step_rows, seg_end[sel], side="left")
+        counts = hi_i - lo_i
+        total = int(counts.sum())
+        idx = np.repeat(lo_i - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
+        held = np.repeat(np.abs(seg_pos[sel]), counts)
+        add(panel.time[step_rows[idx]], held * step_d[idx])
+
+    # Final values: the state of each market's last holding period.
+    last_seg = np.flatnonzero(~same_next)
+    final_cash = np.zeros(n_markets, dtype=np.int64)
+    final_pos[seg_mkt[last_seg]] = seg_pos[last_seg]
+    final_cash[seg_mkt[last_seg]] = seg_cash[last_seg]
+    nonempty = np.flatnonzero(np.diff(starts) > 0)
+    last_valued = stop[nonempty] - 1
+    valued = last_valued >= starts[:-1][nonempty]  # False: no quote before the close at all
+    mk = nonempty[valued]
+    marked = final_cash[mk] + value(final_pos[mk], last_valued[valued])
+    final[mk] = marked
+    sv_m = np.flatnonzero(settled)
+    sv_m = sv_m[np.isin(sv_m, mk)]
+    if len(sv_m):
+        sv = np.array([to_micro(panel.markets[m].settlement_value, empty=0) for m in sv_m], dtype=np.int64)
+        p = final_pos[sv_m]
+        settle_value = np.where(p > 0, p * sv, np.where(p < 0, -p * (MICRO - sv), 0))
+        final[sv_m] = final_cash[sv_m] + settle_value
+        # The jump to the settlement shows at the first quote at or after the close, or at the
+        # close itself when the market has no quote then.
+        at_row = stop[sv_m] < starts[1:][sv_m]
+        when = np.where(at_row, panel.time[np.minimum(stop[sv_m], n - 1)], panel.close_ns[sv_m])
+        add(when, final[sv_m] - final_cash[sv_m] - value(p, stop[sv_m] - 1))
+
     t = np.concatenate(ev_t)
     d = np.concatenate(ev_d)
-    order = np.argsort(t, kind="stable")
+    # Only the last cumulative value at each instant is kept (below), and that is the same in any
+    # order of the events sharing it: no stable sort needed.
+    order = np.argsort(t)
     t = t[order]
     curve = np.cumsum(d[order])
     # Quotes of several markets at one instant are one point of the portfolio curve, not a path
     # through intermediate states that never existed (which would invent drawdowns).
     keep_last = np.append(t[1:] != t[:-1], True)
-    return t[keep_last], curve[keep_last]
+    return t[keep_last], curve[keep_last], final, settled, final_pos
 
 
 def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) -> TripArrays:
@@ -1497,10 +1558,7 @@ def run_backtest(
     fills = simulate_fills(panel, target, config)
     if progress:
         progress(0.6)
-    pnl, final, settled, pos = mark_to_market(panel, fills)
-    curve_ns, curve_pnl = _portfolio_curve(panel, pnl, final, settled)
-    last_rows = panel.starts[1:] - 1
-    final_pos = np.where(np.diff(panel.starts) > 0, pos[np.maximum(last_rows, 0)], 0) if len(panel) else pos
+    curve_ns, curve_pnl, final, settled, final_pos = mark_to_market(panel, fills)
     if config.cap_to_displayed_size:
         trips = build_trips(panel, fills, final_pos, settled)
     else:
