@@ -352,6 +352,14 @@ class QuotePanel:
     def market_index(self) -> IntArray:
         return np.repeat(np.arange(self.n_markets, dtype=np.int64), np.diff(self.starts))
 
+    def market_of(self, rows: IntArray) -> IntArray:
+        """`market_index[rows]`, by binary search in `starts` unless the per-row array is built."""
+        if "market_index" in self.__dict__:
+            return self.market_index[rows]
+        # The last market starting at or before the row: empty markets share their start with the
+        # next market, and side="right" skips past them.
+        return np.searchsorted(self.starts, rows, side="right") - 1
+
     @cached_property
     def row_start(self) -> IntArray:
         """For each row, the first row of its market."""
@@ -370,7 +378,7 @@ class QuotePanel:
 
     @cached_property
     def row_close_ns(self) -> IntArray:
-        return self.close_ns[self.market_index]
+        return np.repeat(self.close_ns, np.diff(self.starts))
 
     @cached_property
     def has_bid(self) -> BoolArray:
@@ -412,6 +420,29 @@ class QuotePanel:
         return next_true(self.tradable & self.has_bid)
 
     @cached_property
+    def ask_fill_rows(self) -> IntArray:
+        """The rows where a buy YES / sell NO can fill, in order."""
+        return np.flatnonzero(self.tradable & self.has_ask)
+
+    @cached_property
+    def bid_fill_rows(self) -> IntArray:
+        """The rows where a sell YES / buy NO can fill, in order."""
+        return np.flatnonzero(self.tradable & self.has_bid)
+
+    def next_ask_at(self, rows: IntArray) -> IntArray:
+        """`next_ask_row[rows]`. A single run asks this for a few thousand rows, where a binary
+        search beats building the per-row array; sweeps build it once (`prepare_for_sweeps`)."""
+        if "next_ask_row" in self.__dict__:
+            return self.next_ask_row[rows]
+        return _next_at(self.ask_fill_rows, rows)
+
+    def next_bid_at(self, rows: IntArray) -> IntArray:
+        """`next_bid_row[rows]`, like `next_ask_at`."""
+        if "next_bid_row" in self.__dict__:
+            return self.next_bid_row[rows]
+        return _next_at(self.bid_fill_rows, rows)
+
+    @cached_property
     def yes_mark(self) -> IntArray:
         """What a YES contract would fetch: the yes bid, carried over quotes without one."""
         # An empty bid is stored as 0, the fill value itself.
@@ -426,16 +457,92 @@ class QuotePanel:
         return out
 
     @cached_property
+    def yes_mark_rows(self) -> IntArray:
+        """Rows that set the yes mark: those with a yes bid, and each market's first row (where an
+        empty bid marks 0, the value stored for it). The mark at a row is the bid at the last of
+        these at or before it."""
+        return np.flatnonzero(self.has_bid | self.first_row)
+
+    @cached_property
+    def no_mark_rows(self) -> IntArray:
+        """Rows that set the no mark: those with a yes ask, and each market's first row."""
+        return np.flatnonzero(self.has_ask | self.first_row)
+
+    def yes_mark_at(self, rows: IntArray) -> IntArray:
+        """`yes_mark[rows]` without the per-row array unless it is already built: a row's own bid,
+        and a binary search back to the last bid only for the (few) rows without one."""
+        if "yes_mark" in self.__dict__:
+            return self.yes_mark[rows]
+        out = self.bid[rows]
+        miss = np.flatnonzero(out == 0)
+        if len(miss):
+            at = self.yes_mark_rows[np.searchsorted(self.yes_mark_rows, rows[miss], side="right") - 1]
+            out[miss] = self.bid[at]
+        return out
+
+    def no_mark_at(self, rows: IntArray) -> IntArray:
+        """`no_mark[rows]`, like `yes_mark_at`."""
+        if "no_mark" in self.__dict__:
+            return self.no_mark[rows]
+        ask = self.ask[rows]
+        miss = np.flatnonzero(ask == MICRO)
+        if len(miss):
+            at = self.no_mark_rows[np.searchsorted(self.no_mark_rows, rows[miss], side="right") - 1]
+            ask[miss] = self.ask[at]
+        return MICRO - ask
+
+    @cached_property
     def yes_mark_steps(self) -> tuple[IntArray, IntArray]:
         """Rows where the yes mark changes and by how much; it is constant in between. (A step at a
         market's first row compares with the previous market: harmless, as only steps strictly
         inside a holding period are ever read.)"""
-        return _steps(self.yes_mark)
+        return _steps(self.yes_mark_rows, self.bid[self.yes_mark_rows])
 
     @cached_property
     def no_mark_steps(self) -> tuple[IntArray, IntArray]:
         """Rows where the no mark changes and by how much."""
-        return _steps(self.no_mark)
+        return _steps(self.no_mark_rows, MICRO - self.ask[self.no_mark_rows])
+
+    def prepare_for_sweeps(self) -> None:
+        """Build the per-row lookup arrays that many runs over this panel share: one gather per
+        lookup instead of a binary search each run."""
+        for name in ("market_index", "next_ask_row", "next_bid_row", "yes_mark", "no_mark"):
+            getattr(self, name)
+
+    @cached_property
+    def settlement_micro(self) -> IntArray:
+        """Each market's settlement value in micro-dollars (0 where there is none)."""
+        return np.array(
+            [
+                to_micro(m.settlement_value, empty=0) if m.settlement_value is not None else 0
+                for m in self.markets
+            ],
+            dtype=np.int64,
+        )
+
+    @cached_property
+    def settled(self) -> BoolArray:
+        """Markets whose outcome the test may use: settled, and closed within the test period
+        (knowing any other outcome would be lookahead)."""
+        end_ns = _ns(self.end)
+        out = np.zeros(self.n_markets, dtype=bool)
+        for i, m in enumerate(self.markets):
+            if m.settlement_value is None or m.close_time is None:
+                continue
+            out[i] = end_ns is None or m.close_ns <= end_ns
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def valuation_stop(self) -> IntArray:
+        """Per market, the row from which on it is no longer valued at the marks: its end, or for a
+        settled market the first quote at or after the close (it is worth the settlement from
+        then on)."""
+        stop = self.starts[1:].copy()
+        for m in np.flatnonzero(self.settled & (np.diff(self.starts) > 0)):
+            lo, hi = int(self.starts[m]), int(self.starts[m + 1])
+            stop[m] = lo + int(np.searchsorted(self.time[lo:hi], self.markets[m].close_ns, side="left"))
+        return stop
 
     @cached_property
     def time_range(self) -> tuple[int, int]:
@@ -517,11 +624,18 @@ class QuotePanel:
         )
 
 
-def _steps(values: IntArray) -> tuple[IntArray, IntArray]:
-    """The rows where `values` differs from the row before, and by how much."""
+def _steps(rows: IntArray, values: IntArray) -> tuple[IntArray, IntArray]:
+    """Where a series set to `values` at `rows` (and constant in between) changes, and by how much."""
     d = values[1:] - values[:-1]
     nz = np.flatnonzero(d != 0)  # a boolean mask scans several times faster than int64 values
-    return nz + 1, d[nz]
+    return rows[1:][nz], d[nz]
+
+
+def _next_at(true_rows: IntArray, rows: IntArray) -> IntArray:
+    """For each of `rows`, the first of the sorted `true_rows` at or after it (NO_ROW if none)."""
+    i = np.searchsorted(true_rows, rows, side="left")
+    ext = np.append(true_rows, NO_ROW)
+    return ext[i]
 
 
 def _micro_column(series: pd.Series[Any], *, empty: int) -> IntArray:
@@ -859,26 +973,26 @@ def simulate_fills(
     if n == 0:
         return FillArrays.empty()
     size = to_centi(config.contracts)
-    nxt_ask = panel.next_ask_row
-    nxt_bid = panel.next_bid_row
     prev = np.empty(n, dtype=np.int8)
     prev[0] = 0
     prev[1:] = target[:-1]
     prev[panel.first_row] = 0
     changes = np.flatnonzero(target != prev)
-    mi = panel.market_index
     seg_last = panel.starts[1:] - 1  # last row of each market
     # An order from the target set at row k may execute at rows k+1 .. window_end (inclusive):
     # up to the next change in the same market, or the market's last row.
     if len(changes):
+        mk_changes = panel.market_of(changes)
         nxt_change = np.append(changes[1:], NO_ROW)
-        same = np.append(mi[changes[1:]] == mi[changes[:-1]], False)
-        window_end = np.where(same, nxt_change, seg_last[mi[changes]])
+        same = np.append(mk_changes[1:] == mk_changes[:-1], False)
+        window_end = np.where(same, nxt_change, seg_last[mk_changes])
     else:
         window_end = np.zeros(0, dtype=np.int64)
 
     if not config.cap_to_displayed_size:
         return _fills_uncapped(panel, target, changes, window_end, size)
+    nxt_ask = panel.next_ask_row
+    nxt_bid = panel.next_bid_row
     bid, ask = panel.bid, panel.ask
     bid_size, ask_size = panel.bid_size, panel.ask_size
     cap = config.cap_to_displayed_size
@@ -899,7 +1013,7 @@ def simulate_fills(
     changes_l = changes.tolist()
     window_l = window_end.tolist()
     targets_l = target[changes].tolist()
-    mi_l = mi[changes].tolist()
+    mi_l = panel.market_of(changes).tolist()
     for k, hi, tgt, m in zip(changes_l, window_l, targets_l, mi_l, strict=True):
         if m != current_market:
             position = 0
@@ -952,7 +1066,7 @@ def simulate_fills(
             # one, the loop moves on once the displayed size is used up.
     return FillArrays(
         row=np.array(rows, dtype=np.int64),
-        market=mi[np.array(rows, dtype=np.int64)] if rows else np.zeros(0, dtype=np.int64),
+        market=panel.market_of(np.array(rows, dtype=np.int64)),
         leg=np.array(legs, dtype=np.int64),
         qty=np.array(qtys, dtype=np.int64),
         price=np.array(prices, dtype=np.int64),
@@ -972,14 +1086,14 @@ def _fills_uncapped(
     if len(changes) == 0:
         return FillArrays.empty()
     first_try = np.minimum(changes + 1, n - 1)
-    mk_c = panel.market_index[changes]
+    mk_c = panel.market_of(changes)
     goal = target[changes].astype(np.int64)
     # Optimistically, every earlier order of the market filled, so the position before a change is
     # the previous change's target (flat at the market's first change).
     same_market = np.concatenate([[False], mk_c[1:] == mk_c[:-1]])
     prev_goal = np.where(same_market, np.concatenate([[0], goal[:-1]]), 0)
     up = goal > prev_goal
-    j = np.where(up, panel.next_ask_row[first_try], panel.next_bid_row[first_try])
+    j = np.where(up, panel.next_ask_at(first_try), panel.next_bid_at(first_try))
     ok = (changes + 1 <= window_end) & (j <= window_end)
     # A blocked order only matters if the same market changes target again afterwards.
     next_same = np.concatenate([same_market[1:], [False]])
@@ -995,8 +1109,8 @@ def _fills_uncapped(
     if len(troubled):
         # The exact, sequential rule for the few markets where a blocked order changes what follows.
         idx = np.flatnonzero(~clean)
-        na = panel.next_ask_row[first_try[idx]].tolist()
-        nb = panel.next_bid_row[first_try[idx]].tolist()
+        na = panel.next_ask_at(first_try[idx]).tolist()
+        nb = panel.next_bid_at(first_try[idx]).tolist()
         we = window_end[idx].tolist()
         tg = goal[idx].tolist()
         mk = mk_c[idx].tolist()
@@ -1053,7 +1167,7 @@ def _fills_uncapped(
         [leg == BUY_YES, leg == SELL_YES, leg == BUY_NO], [yes_ask, yes_bid, MICRO - yes_bid], MICRO - yes_ask
     )
     qty = np.full(len(leg_row), size, dtype=np.int64)
-    market = panel.market_index[leg_row]
+    market = panel.market_of(leg_row)
     mult_num, mult_den = panel.fee_fractions
     fee = fee_cents_array(qty, price, TAKER_RATE, mult_num[market], mult_den[market])
     sign = np.where((leg == BUY_YES) | (leg == BUY_NO), -1, 1)
@@ -1072,15 +1186,7 @@ def _fills_uncapped(
 
 
 def _settled_mask(panel: QuotePanel) -> BoolArray:
-    end_ns = _ns(panel.end)
-    out = np.zeros(panel.n_markets, dtype=bool)
-    for i, m in enumerate(panel.markets):
-        if m.settlement_value is None or m.close_time is None:
-            continue
-        # An outcome is only usable if the market closed within the test period; otherwise
-        # knowing it would be lookahead.
-        out[i] = end_ns is None or m.close_ns <= end_ns
-    return out
+    return panel.settled.copy()
 
 
 def mark_to_market(
@@ -1124,20 +1230,17 @@ def mark_to_market(
     same_next = np.append(seg_mkt[1:] == seg_mkt[:-1], False) if n_seg else np.zeros(0, dtype=bool)
     same_prev = np.concatenate([[False], same_next[:-1]]) if n_seg else same_next
 
-    # Where each market's valuation stops: its end, or for a market settled within the test the
-    # first quote at or after its close (no fill happens there), from which on it is worth the
-    # settlement. `last` is the last row valued at the marks.
-    stop = starts[1:].copy()
-    for m in np.flatnonzero(settled & (np.diff(starts) > 0)):
-        lo, hi = int(starts[m]), int(starts[m + 1])
-        stop[m] = lo + int(np.searchsorted(panel.time[lo:hi], panel.markets[m].close_ns, side="left"))
+    # Where each market's valuation at the marks stops (no fill happens at or after it).
+    stop = panel.valuation_stop
     seg_end = np.where(same_next, np.append(seg_row[1:], 0), stop[seg_mkt])
 
-    yes_mark, no_mark = panel.yes_mark, panel.no_mark
-
     def value(pos: IntArray, rows: IntArray) -> IntArray:
-        rows = np.maximum(rows, 0)
-        return np.abs(pos) * np.where(pos > 0, yes_mark[rows], no_mark[rows])
+        """What holding `pos` is worth at `rows`: each side looked up only where it is held."""
+        out = np.zeros(len(pos), dtype=np.int64)
+        long, short = np.flatnonzero(pos > 0), np.flatnonzero(pos < 0)
+        out[long] = pos[long] * panel.yes_mark_at(rows[long])
+        out[short] = -pos[short] * panel.no_mark_at(rows[short])
+        return out
 
     ev_t: list[IntArray] = [np.array(panel.time_range, dtype=np.int64)]
     ev_d: list[IntArray] = [np.zeros(2, dtype=np.int64)]
@@ -1179,10 +1282,9 @@ def mark_to_market(
     mk = nonempty[valued]
     marked = final_cash[mk] + value(final_pos[mk], last_valued[valued])
     final[mk] = marked
-    sv_m = np.flatnonzero(settled)
-    sv_m = sv_m[np.isin(sv_m, mk)]
+    sv_m = mk[settled[mk]]
     if len(sv_m):
-        sv = np.array([to_micro(panel.markets[m].settlement_value, empty=0) for m in sv_m], dtype=np.int64)
+        sv = panel.settlement_micro[sv_m]
         p = final_pos[sv_m]
         settle_value = np.where(p > 0, p * sv, np.where(p < 0, -p * (MICRO - sv), 0))
         final[sv_m] = final_cash[sv_m] + settle_value
@@ -1216,19 +1318,13 @@ def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) ->
     m = mk[oi]
     side = np.where(leg[oi] == BUY_YES, 1, -1)
     qty = fills.qty[oi]
-    sv = np.array(
-        [
-            to_micro(x.settlement_value, empty=0) if x.settlement_value is not None else 0
-            for x in panel.markets
-        ],
-        dtype=np.int64,
-    )
+    sv = panel.settlement_micro
     last_rows = np.maximum(panel.starts[1:] - 1, 0)
     is_settled = settled[m]
     end_price = np.where(
         is_settled,
         np.where(side > 0, sv[m], MICRO - sv[m]),
-        np.where(side > 0, panel.yes_mark[last_rows[m]], panel.no_mark[last_rows[m]]),
+        np.where(side > 0, panel.yes_mark_at(last_rows[m]), panel.no_mark_at(last_rows[m])),
     )
     exit_value = np.where(has_exit, qty * fills.price[nxt], qty * end_price)
     fees = fills.fee[oi] + np.where(has_exit, fills.fee[nxt], 0)
@@ -1511,13 +1607,7 @@ def _brier(panel: QuotePanel, trips: TripArrays, settled: BoolArray) -> float | 
     sel = settled[trips.market] & (trips.qty > 0)
     if not sel.any():
         return None
-    sv = np.array(
-        [
-            to_micro(m.settlement_value, empty=0) if m.settlement_value is not None else 0
-            for m in panel.markets
-        ],
-        dtype=np.int64,
-    )
+    sv = panel.settlement_micro
     outcome = sv[trips.market[sel]] / MICRO
     outcome = np.where(trips.side[sel] > 0, outcome, 1 - outcome)
     # The entry cost excludes fees, so this is the average price paid per contract.
@@ -1566,11 +1656,8 @@ def run_backtest(
     if progress:
         progress(0.8)
     metrics = compute_metrics(panel, config, fills, trips, curve_ns, curve_pnl, final, settled)
-    unsettled_open = [
-        panel.markets[m].ticker
-        for m, r in zip(trips.market, trips.exit_reason, strict=True)
-        if r == "marked_to_bid"
-    ]
+    marked = np.unique(trips.market[(~settled[trips.market]) & (trips.exit_row < 0)])
+    unsettled_open = [panel.markets[m].ticker for m in marked]
     if unsettled_open:
         shown = ", ".join(sorted(set(unsettled_open))[:5])
         more = len(set(unsettled_open)) - 5

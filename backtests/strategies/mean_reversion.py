@@ -123,4 +123,8 @@ class MeanReversion(Strategy):
             (b <= 2) | (b == 5),
             panel.first_row[starts],
         )
-        return np.repeat(compressed, np.diff(np.append(starts, n)))
+        # Expand the runs back to rows: a cumulative sum of the changes at run starts is several
+        # times faster than np.repeat over ~1/3 as many runs as rows (values stay within int8).
+        out = np.zeros(n, dtype=np.int8)
+        out[starts] = np.diff(compressed, prepend=np.int8(0))
+        return np.cumsum(out, dtype=np.int8)
