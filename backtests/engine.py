@@ -492,22 +492,24 @@ class QuotePanel:
         return MICRO - ask
 
     @cached_property
-    def yes_mark_steps(self) -> tuple[IntArray, IntArray]:
-        """Rows where the yes mark changes and by how much; it is constant in between. (A step at a
+    def yes_mark_steps(self) -> MarkSteps:
+        """Where the yes mark changes and by how much; it is constant in between. (A step at a
         market's first row compares with the previous market: harmless, as only steps strictly
         inside a holding period are ever read.)"""
-        return _steps(self.yes_mark_rows, self.bid[self.yes_mark_rows])
+        return MarkSteps.build(self, self.yes_mark_rows, self.bid[self.yes_mark_rows])
 
     @cached_property
-    def no_mark_steps(self) -> tuple[IntArray, IntArray]:
-        """Rows where the no mark changes and by how much."""
-        return _steps(self.no_mark_rows, MICRO - self.ask[self.no_mark_rows])
+    def no_mark_steps(self) -> MarkSteps:
+        """Where the no mark changes and by how much."""
+        return MarkSteps.build(self, self.no_mark_rows, MICRO - self.ask[self.no_mark_rows])
 
     def prepare_for_sweeps(self) -> None:
         """Build the per-row lookup arrays that many runs over this panel share: one gather per
         lookup instead of a binary search each run."""
         for name in ("market_index", "next_ask_row", "next_bid_row", "yes_mark", "no_mark"):
             getattr(self, name)
+        self.yes_mark_steps.index_rows(len(self))
+        self.no_mark_steps.index_rows(len(self))
 
     @cached_property
     def settlement_micro(self) -> IntArray:
@@ -624,11 +626,35 @@ class QuotePanel:
         )
 
 
-def _steps(rows: IntArray, values: IntArray) -> tuple[IntArray, IntArray]:
-    """Where a series set to `values` at `rows` (and constant in between) changes, and by how much."""
-    d = values[1:] - values[:-1]
-    nz = np.flatnonzero(d != 0)  # a boolean mask scans several times faster than int64 values
-    return rows[1:][nz], d[nz]
+@dataclass(eq=False)
+class MarkSteps:
+    """The rows where a mark changes (sorted), by how much, and at what time."""
+
+    rows: IntArray
+    delta: IntArray
+    time: IntArray
+    # For sweeps: the number of steps at or before each panel row (a gather instead of a search).
+    upto: npt.NDArray[np.int32] | None = None
+
+    @classmethod
+    def build(cls, panel: QuotePanel, rows: IntArray, values: IntArray) -> MarkSteps:
+        """From a series set to `values` at `rows` and constant in between."""
+        d = values[1:] - values[:-1]
+        nz = np.flatnonzero(d != 0)  # a boolean mask scans several times faster than int64 values
+        step_rows = rows[1:][nz]
+        return cls(rows=step_rows, delta=d[nz], time=panel.time[step_rows])
+
+    def index_rows(self, n: int) -> None:
+        if self.upto is None:
+            mask = np.zeros(n, dtype=bool)
+            mask[self.rows] = True
+            self.upto = np.cumsum(mask, dtype=np.int32)
+
+    def count_upto(self, rows: IntArray) -> npt.NDArray[np.signedinteger[Any]]:
+        """How many steps are at or before each of `rows` (all >= 0)."""
+        if self.upto is not None:
+            return self.upto[rows]
+        return np.searchsorted(self.rows, rows, side="right")
 
 
 def _next_at(true_rows: IntArray, rows: IntArray) -> IntArray:
@@ -1163,9 +1189,11 @@ def _fills_uncapped(
     after[oi] = dst[opening] * size
     yes_bid = panel.bid[leg_row]
     yes_ask = panel.ask[leg_row]
-    price = np.select(
-        [leg == BUY_YES, leg == SELL_YES, leg == BUY_NO], [yes_ask, yes_bid, MICRO - yes_bid], MICRO - yes_ask
-    )
+    # Buying YES / selling NO trades against the yes ask, the other legs against the yes bid;
+    # NO legs are priced on the NO side.
+    price = np.where((leg == BUY_YES) | (leg == SELL_NO), yes_ask, yes_bid)
+    no_leg = (leg == BUY_NO) | (leg == SELL_NO)
+    price[no_leg] = MICRO - price[no_leg]
     qty = np.full(len(leg_row), size, dtype=np.int64)
     market = panel.market_of(leg_row)
     mult_num, mult_den = panel.fee_fractions
@@ -1258,18 +1286,15 @@ def mark_to_market(
         before = prev_cash + value(prev_pos, seg_row - 1)
         add(panel.time[seg_row], after - before)
     # Inside each holding period: every step of the held side's mark, times the contracts held.
-    for side_sel, (step_rows, step_d) in (
-        (seg_pos > 0, panel.yes_mark_steps),
-        (seg_pos < 0, panel.no_mark_steps),
-    ):
+    for side_sel, steps in ((seg_pos > 0, panel.yes_mark_steps), (seg_pos < 0, panel.no_mark_steps)):
         sel = np.flatnonzero(side_sel)
-        lo_i = np.searchsorted(step_rows, seg_row[sel], side="right")
-        hi_i = np.searchsorted(step_rows, seg_end[sel], side="left")
+        lo_i = steps.count_upto(seg_row[sel])  # the first step after the fill row
+        hi_i = steps.count_upto(seg_end[sel] - 1)  # the first step at or after the period's end
         counts = hi_i - lo_i
         total = int(counts.sum())
         idx = np.repeat(lo_i - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
         held = np.repeat(np.abs(seg_pos[sel]), counts)
-        add(panel.time[step_rows[idx]], held * step_d[idx])
+        add(steps.time[idx], held * steps.delta[idx])
 
     # Final values: the state of each market's last holding period.
     last_seg = np.flatnonzero(~same_next)
