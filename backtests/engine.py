@@ -446,67 +446,32 @@ class QuotePanel:
     def yes_mark(self) -> IntArray:
         """What a YES contract would fetch: the yes bid, carried over quotes without one."""
         # An empty bid is stored as 0, the fill value itself.
-        return self.bid[ffill_rows(self.has_bid, self.first_row)]
+        return fill_forward(self.bid.copy(), self.has_bid, self.first_row)
 
     @cached_property
     def no_mark(self) -> IntArray:
         """What a NO contract would fetch: 1 − yes ask, carried over quotes without an ask."""
         # An empty ask is stored as MICRO, the fill value itself.
-        out = self.ask[ffill_rows(self.has_ask, self.first_row)]
+        out = fill_forward(self.ask.copy(), self.has_ask, self.first_row)
         np.subtract(MICRO, out, out=out)
         return out
-
-    @cached_property
-    def yes_mark_rows(self) -> IntArray:
-        """Rows that set the yes mark: those with a yes bid, and each market's first row (where an
-        empty bid marks 0, the value stored for it). The mark at a row is the bid at the last of
-        these at or before it."""
-        return np.flatnonzero(self.has_bid | self.first_row)
-
-    @cached_property
-    def no_mark_rows(self) -> IntArray:
-        """Rows that set the no mark: those with a yes ask, and each market's first row."""
-        return np.flatnonzero(self.has_ask | self.first_row)
-
-    def yes_mark_at(self, rows: IntArray) -> IntArray:
-        """`yes_mark[rows]` without the per-row array unless it is already built: a row's own bid,
-        and a binary search back to the last bid only for the (few) rows without one."""
-        if "yes_mark" in self.__dict__:
-            return self.yes_mark[rows]
-        out = self.bid[rows]
-        miss = np.flatnonzero(out == 0)
-        if len(miss):
-            at = self.yes_mark_rows[np.searchsorted(self.yes_mark_rows, rows[miss], side="right") - 1]
-            out[miss] = self.bid[at]
-        return out
-
-    def no_mark_at(self, rows: IntArray) -> IntArray:
-        """`no_mark[rows]`, like `yes_mark_at`."""
-        if "no_mark" in self.__dict__:
-            return self.no_mark[rows]
-        ask = self.ask[rows]
-        miss = np.flatnonzero(ask == MICRO)
-        if len(miss):
-            at = self.no_mark_rows[np.searchsorted(self.no_mark_rows, rows[miss], side="right") - 1]
-            ask[miss] = self.ask[at]
-        return MICRO - ask
 
     @cached_property
     def yes_mark_steps(self) -> MarkSteps:
         """Where the yes mark changes and by how much; it is constant in between. (A step at a
         market's first row compares with the previous market: harmless, as only steps strictly
         inside a holding period are ever read.)"""
-        return MarkSteps.build(self, self.yes_mark_rows, self.bid[self.yes_mark_rows])
+        return MarkSteps.build(self, self.yes_mark)
 
     @cached_property
     def no_mark_steps(self) -> MarkSteps:
         """Where the no mark changes and by how much."""
-        return MarkSteps.build(self, self.no_mark_rows, MICRO - self.ask[self.no_mark_rows])
+        return MarkSteps.build(self, self.no_mark)
 
     def prepare_for_sweeps(self) -> None:
         """Build the per-row lookup arrays that many runs over this panel share: one gather per
         lookup instead of a binary search each run."""
-        for name in ("market_index", "next_ask_row", "next_bid_row", "yes_mark", "no_mark"):
+        for name in ("market_index", "next_ask_row", "next_bid_row"):
             getattr(self, name)
         self.yes_mark_steps.index_rows(len(self))
         self.no_mark_steps.index_rows(len(self))
@@ -558,7 +523,7 @@ class QuotePanel:
         """
         raw = self.bid + self.ask
         np.copyto(raw, -1, where=~self.two_sided)
-        return raw[ffill_rows(self.two_sided, self.first_row)]
+        return fill_forward(raw, self.two_sided, self.first_row)
 
     @cached_property
     def mid(self) -> FloatArray:
@@ -637,12 +602,11 @@ class MarkSteps:
     upto: npt.NDArray[np.int32] | None = None
 
     @classmethod
-    def build(cls, panel: QuotePanel, rows: IntArray, values: IntArray) -> MarkSteps:
-        """From a series set to `values` at `rows` and constant in between."""
-        d = values[1:] - values[:-1]
+    def build(cls, panel: QuotePanel, mark: IntArray) -> MarkSteps:
+        """From a mark per row."""
+        d = mark[1:] - mark[:-1]
         nz = np.flatnonzero(d != 0)  # a boolean mask scans several times faster than int64 values
-        step_rows = rows[1:][nz]
-        return cls(rows=step_rows, delta=d[nz], time=panel.time[step_rows])
+        return cls(rows=nz + 1, delta=d[nz], time=panel.time[nz + 1])
 
     def index_rows(self, n: int) -> None:
         if self.upto is None:
@@ -683,16 +647,23 @@ def _sorted_by_market_and_time(idx: IntArray, t: IntArray) -> bool:
     return bool(np.all(idx[back + 1] > idx[back]))
 
 
-def ffill_rows(valid: BoolArray, first_row: BoolArray) -> IntArray:
-    """For each row, the last row at or before it in the same market where `valid` holds, or the
-    market's first row when there is none yet.
+def fill_forward(values: IntArray, valid: BoolArray, first_row: BoolArray) -> IntArray:
+    """Fill, in place, every row where `valid` is false with the value of the last valid row
+    before it in its market; rows before a market's first valid one take the market's first row's
+    value (so `values` should hold the fill value at invalid rows).
 
-    Reading `values[ffill_rows(...)]` carries values forward within each market; when `values`
-    holds the fill value at every invalid row, rows before a market's first valid one read it from
-    the market's first row. Treating first rows as valid keeps the fill inside each market with no
-    per-row market lookup.
+    Only the gaps are touched: each run of consecutive gap rows copies the row just before the
+    run, which is valid or a market's first row and hence in the same market. Quotes are mostly
+    complete, so this costs one scan of the mask instead of a per-row index array.
     """
-    return last_true(valid | first_row)
+    gaps = np.flatnonzero(~(valid | first_row))
+    if len(gaps):
+        run_start = np.empty(len(gaps), dtype=bool)
+        run_start[0] = True
+        np.not_equal(gaps[1:], gaps[:-1] + 1, out=run_start[1:])
+        source = gaps[run_start] - 1
+        values[gaps] = values[source[np.cumsum(run_start) - 1]]
+    return values
 
 
 def last_true(mask: BoolArray) -> IntArray:
@@ -1263,12 +1234,8 @@ def mark_to_market(
     seg_end = np.where(same_next, np.append(seg_row[1:], 0), stop[seg_mkt])
 
     def value(pos: IntArray, rows: IntArray) -> IntArray:
-        """What holding `pos` is worth at `rows`: each side looked up only where it is held."""
-        out = np.zeros(len(pos), dtype=np.int64)
-        long, short = np.flatnonzero(pos > 0), np.flatnonzero(pos < 0)
-        out[long] = pos[long] * panel.yes_mark_at(rows[long])
-        out[short] = -pos[short] * panel.no_mark_at(rows[short])
-        return out
+        """What holding `pos` is worth at `rows`."""
+        return np.abs(pos) * np.where(pos > 0, panel.yes_mark[rows], panel.no_mark[rows])
 
     ev_t: list[IntArray] = [np.array(panel.time_range, dtype=np.int64)]
     ev_d: list[IntArray] = [np.zeros(2, dtype=np.int64)]
@@ -1349,7 +1316,7 @@ def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) ->
     end_price = np.where(
         is_settled,
         np.where(side > 0, sv[m], MICRO - sv[m]),
-        np.where(side > 0, panel.yes_mark_at(last_rows[m]), panel.no_mark_at(last_rows[m])),
+        np.where(side > 0, panel.yes_mark[last_rows[m]], panel.no_mark[last_rows[m]]),
     )
     exit_value = np.where(has_exit, qty * fills.price[nxt], qty * end_price)
     fees = fills.fee[oi] + np.where(has_exit, fills.fee[nxt], 0)
