@@ -420,27 +420,28 @@ class QuotePanel:
         return next_true(self.tradable & self.has_bid)
 
     @cached_property
-    def ask_fill_rows(self) -> IntArray:
-        """The rows where a buy YES / sell NO can fill, in order."""
-        return np.flatnonzero(self.tradable & self.has_ask)
+    def ask_gaps(self) -> NextTrue:
+        """Where a buy YES / sell NO can not fill (no ask, or not tradable): the exceptions."""
+        return NextTrue(self.tradable & self.has_ask)
 
     @cached_property
-    def bid_fill_rows(self) -> IntArray:
-        """The rows where a sell YES / buy NO can fill, in order."""
-        return np.flatnonzero(self.tradable & self.has_bid)
+    def bid_gaps(self) -> NextTrue:
+        """Where a sell YES / buy NO can not fill (no bid, or not tradable)."""
+        return NextTrue(self.tradable & self.has_bid)
 
     def next_ask_at(self, rows: IntArray) -> IntArray:
-        """`next_ask_row[rows]`. A single run asks this for a few thousand rows, where a binary
-        search beats building the per-row array; sweeps build it once (`prepare_for_sweeps`)."""
+        """`next_ask_row[rows]`. A single run asks this for a few thousand rows, where looking
+        past the (few) gaps beats building the per-row array; sweeps build it once
+        (`prepare_for_sweeps`)."""
         if "next_ask_row" in self.__dict__:
             return self.next_ask_row[rows]
-        return _next_at(self.ask_fill_rows, rows)
+        return self.ask_gaps.at(rows)
 
     def next_bid_at(self, rows: IntArray) -> IntArray:
         """`next_bid_row[rows]`, like `next_ask_at`."""
         if "next_bid_row" in self.__dict__:
             return self.next_bid_row[rows]
-        return _next_at(self.bid_fill_rows, rows)
+        return self.bid_gaps.at(rows)
 
     @cached_property
     def yes_mark(self) -> IntArray:
@@ -621,11 +622,24 @@ class MarkSteps:
         return np.searchsorted(self.rows, rows, side="right")
 
 
-def _next_at(true_rows: IntArray, rows: IntArray) -> IntArray:
-    """For each of `rows`, the first of the sorted `true_rows` at or after it (NO_ROW if none)."""
-    i = np.searchsorted(true_rows, rows, side="left")
-    ext = np.append(true_rows, NO_ROW)
-    return ext[i]
+class NextTrue:
+    """ "The first row at or after r where a mask holds" for a mostly-true mask, without a per-row
+    array: only the false rows (the gaps) are stored, and a row inside a run of gaps answers with
+    the row after the run (NO_ROW past the end)."""
+
+    def __init__(self, mask: BoolArray) -> None:
+        self.gaps = np.flatnonzero(~mask)
+        run_end = np.append(self.gaps[1:] != self.gaps[:-1] + 1, True) if len(self.gaps) else self.gaps
+        after_run = self.gaps[run_end] + 1
+        after_run[after_run >= len(mask)] = NO_ROW
+        # Each gap's run is the number of runs that ended before it.
+        self.after = after_run[np.cumsum(run_end) - run_end]
+
+    def at(self, rows: IntArray) -> IntArray:
+        if len(self.gaps) == 0:
+            return rows.copy()
+        k = np.minimum(np.searchsorted(self.gaps, rows), len(self.gaps) - 1)
+        return np.where(self.gaps[k] == rows, self.after[k], rows)
 
 
 def _micro_column(series: pd.Series[Any], *, empty: int) -> IntArray:
