@@ -1495,6 +1495,7 @@ def compute_metrics(
     capital_units = int(config.capital * LEDGER)
     net = int(final.sum())
     fees_cents = int(fills.fee.sum())
+    traded = np.bincount(trips.market, minlength=panel.n_markets) > 0
     metrics: dict[str, Any] = {
         "net_pnl": str(ledger_to_dollars(net).quantize(Decimal("0.01"))),
         "net_pnl_exact": str(ledger_to_dollars(net)),
@@ -1505,9 +1506,9 @@ def compute_metrics(
         "trades": len(trips.market),
         "fills": len(fills.row),
         "markets": panel.n_markets,
-        "markets_traded": len(np.unique(trips.market)),
+        "markets_traded": int(np.count_nonzero(traded)),
         "markets_settled": int(settled.sum()),
-        "markets_marked_to_bid": int(((~settled) & np.isin(np.arange(panel.n_markets), trips.market)).sum()),
+        "markets_marked_to_bid": int(np.count_nonzero(traded & ~settled)),
         "quotes": len(panel),
         "annualisation": (
             f"Sharpe and Sortino from daily equity (UTC days), annualised over {DAYS_PER_YEAR} days"
@@ -1575,7 +1576,7 @@ def _longest_underwater(times: IntArray, equity: IntArray, peak: IntArray) -> fl
     if len(times) < 2:
         return 0.0
     at_peak = equity >= peak
-    peak_idx = np.maximum.accumulate(np.where(at_peak, np.arange(len(times)), 0))
+    peak_idx = np.maximum(last_true(at_peak), 0)
     underwater = ~at_peak
     if not underwater.any():
         return 0.0
@@ -1599,7 +1600,8 @@ def _exposure(trips: TripArrays, times: IntArray) -> float | None:
         return 0.0
     start = np.maximum(trips.entry_ns, times[0])
     end = np.minimum(np.maximum(trips.exit_ns, start), times[-1])
-    order = np.argsort(start, kind="stable")
+    # Any order of equal starts gives the same union, so the sort need not be stable.
+    order = np.argsort(start)
     start, end = start[order], end[order]
     # Union of intervals: each adds the part of it beyond everything that started before it.
     reach = np.maximum.accumulate(end)
