@@ -1150,10 +1150,11 @@ def _fills_uncapped(
     row = np.concatenate(row_l)
     if len(row) == 0:
         return FillArrays.empty()
-    order = np.argsort(row, kind="stable")
-    row = row[order]
-    src = np.concatenate(src_l)[order]
-    dst = np.concatenate(dst_l)[order]
+    src = np.concatenate(src_l)
+    dst = np.concatenate(dst_l)
+    if len(row_l) > 1:  # the troubled markets' fills are appended after the others
+        order = np.argsort(row, kind="stable")
+        row, src, dst = row[order], src[order], dst[order]
 
     # Each position change is a closing leg (if something was held) then an opening leg (if the
     # goal is not flat); both at the same quote, closing first.
@@ -1275,7 +1276,9 @@ def mark_to_market(
         total = int(counts.sum())
         idx = np.repeat(lo_i - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
         held = np.repeat(np.abs(seg_pos[sel]), counts)
-        add(steps.time[idx], held * steps.delta[idx])
+        # Never zero (a step is a change, and something is held): no filtering needed.
+        ev_t.append(steps.time[idx])
+        ev_d.append(held * steps.delta[idx])
 
     # Final values: the state of each market's last holding period.
     last_seg = np.flatnonzero(~same_next)
