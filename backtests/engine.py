@@ -472,7 +472,7 @@ class QuotePanel:
     def prepare_for_sweeps(self) -> None:
         """Build the per-row lookup arrays that many runs over this panel share: one gather per
         lookup instead of a binary search each run."""
-        for name in ("market_index", "next_ask_row", "next_bid_row"):
+        for name in ("market_index", "next_ask_row", "next_bid_row", "time_rank", "sorted_time"):
             getattr(self, name)
         self.yes_mark_steps.index_rows(len(self))
         self.no_mark_steps.index_rows(len(self))
@@ -549,6 +549,13 @@ class QuotePanel:
     @cached_property
     def sorted_time(self) -> IntArray:
         return self.time[self.time_order]
+
+    @cached_property
+    def time_rank(self) -> IntArray:
+        """Each row's position in global time order (the inverse of `time_order`)."""
+        rank = np.empty(len(self), dtype=np.int64)
+        rank[self.time_order] = np.arange(len(self), dtype=np.int64)
+        return rank
 
     # ---- slicing ------------------------------------------------------------------------------------
 
@@ -1252,13 +1259,27 @@ def mark_to_market(
         """What holding `pos` is worth at `rows`."""
         return np.abs(pos) * np.where(pos > 0, panel.yes_mark[rows], panel.no_mark[rows])
 
+    # Events of the curve: time, P&L change, and (on panels prepared for sweeps) a sort key
+    # from the rows' global time rank. Row events sort at 2 x rank; an event between rows at
+    # time T at 2 x (rows at or before T) - 1, next to the rows sharing its instant.
+    rank = panel.__dict__.get("time_rank")
     ev_t: list[IntArray] = [np.array(panel.time_range, dtype=np.int64)]
     ev_d: list[IntArray] = [np.zeros(2, dtype=np.int64)]
+    ev_k: list[IntArray] = [np.array([0, 2 * (n - 1)], dtype=np.int64)]
 
-    def add(times: IntArray, deltas: IntArray) -> None:
+    def add(times: IntArray, deltas: IntArray, rows: IntArray | None) -> None:
         keep = deltas != 0
-        ev_t.append(times[keep])
-        ev_d.append(deltas[keep])
+        times, deltas = times[keep], deltas[keep]
+        if rank is not None and rows is None:
+            # Events between the same two rows share a key: keep them in time order, as the
+            # sort breaks ties by position.
+            by_time = np.argsort(times, kind="stable")
+            times, deltas = times[by_time], deltas[by_time]
+            ev_k.append(2 * np.searchsorted(panel.sorted_time, times, side="right") - 1)
+        elif rank is not None and rows is not None:
+            ev_k.append(2 * rank[rows[keep]])
+        ev_t.append(times)
+        ev_d.append(deltas)
 
     # At each fill row: from the previous period's value one row earlier to the new period's.
     if n_seg:
@@ -1266,7 +1287,7 @@ def mark_to_market(
         prev_pos = np.where(same_prev, np.concatenate([[0], seg_pos[:-1]]), 0)
         prev_cash = np.where(same_prev, np.concatenate([[0], seg_cash[:-1]]), 0)
         before = prev_cash + value(prev_pos, seg_row - 1)
-        add(panel.time[seg_row], after - before)
+        add(panel.time[seg_row], after - before, seg_row)
     # Inside each holding period: every step of the held side's mark, times the contracts held.
     for side_sel, steps in ((seg_pos > 0, panel.yes_mark_steps), (seg_pos < 0, panel.no_mark_steps)):
         sel = np.flatnonzero(side_sel)
@@ -1279,6 +1300,8 @@ def mark_to_market(
         # Never zero (a step is a change, and something is held): no filtering needed.
         ev_t.append(steps.time[idx])
         ev_d.append(held * steps.delta[idx])
+        if rank is not None:
+            ev_k.append(2 * rank[steps.rows[idx]])
 
     # Final values: the state of each market's last holding period.
     last_seg = np.flatnonzero(~same_next)
@@ -1300,14 +1323,24 @@ def mark_to_market(
         # The jump to the settlement shows at the first quote at or after the close, or at the
         # close itself when the market has no quote then.
         at_row = stop[sv_m] < starts[1:][sv_m]
-        when = np.where(at_row, panel.time[np.minimum(stop[sv_m], n - 1)], panel.close_ns[sv_m])
-        add(when, final[sv_m] - final_cash[sv_m] - value(p, stop[sv_m] - 1))
+        jump = final[sv_m] - final_cash[sv_m] - value(p, stop[sv_m] - 1)
+        add(panel.time[stop[sv_m][at_row]], jump[at_row], stop[sv_m][at_row])
+        add(panel.close_ns[sv_m][~at_row], jump[~at_row], None)
 
     t = np.concatenate(ev_t)
     d = np.concatenate(ev_d)
     # Only the last cumulative value at each instant is kept (below), and that is the same in any
     # order of the events sharing it: no stable sort needed.
-    order = np.argsort(t)
+    bits = max(len(t), 1).bit_length()
+    if rank is not None and (2 * n + 1) < (1 << (62 - bits)):
+        # Sorting the keys with the event index packed into the low bits is several times faster
+        # than an argsort of the times.
+        packed = (np.concatenate(ev_k) + 1) << bits
+        packed |= np.arange(len(t), dtype=np.int64)
+        packed.sort()
+        order = packed & ((1 << bits) - 1)
+    else:
+        order = np.argsort(t)
     t = t[order]
     curve = np.cumsum(d[order])
     # Quotes of several markets at one instant are one point of the portfolio curve, not a path
