@@ -541,10 +541,12 @@ class QuotePanel:
 
     @cached_property
     def time_order(self) -> IntArray:
-        """Row indices in global time order (identity when already sorted): the portfolio clock."""
+        """Row indices in global time order (identity when already sorted): the portfolio clock.
+        Rows at the same instant come in no particular order (an unstable sort is twice as fast,
+        and every user only needs equal times to be adjacent)."""
         if len(self.time) < 2 or bool(np.all(self.time[1:] >= self.time[:-1])):
             return np.arange(len(self.time), dtype=np.int64)
-        return np.argsort(self.time, kind="stable").astype(np.int64)
+        return np.argsort(self.time).astype(np.int64)
 
     @cached_property
     def sorted_time(self) -> IntArray:
