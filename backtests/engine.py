@@ -631,6 +631,12 @@ class MarkSteps:
         return np.searchsorted(self.rows, rows, side="right")
 
 
+def _ranges(starts: IntArray, counts: IntArray) -> IntArray:
+    """starts[0], starts[0] + 1, ... (counts[0] values), then the same for each following range."""
+    total = int(counts.sum())
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
+
+
 class NextTrue:
     """ "The first row at or after r where a mask holds" for a mostly-true mask, without a per-row
     array: only the false rows (the gaps) are stored, and a row inside a run of gaps answers with
@@ -1291,19 +1297,36 @@ def mark_to_market(
         before = prev_cash + value(prev_pos, seg_row - 1)
         add(panel.time[seg_row], after - before, seg_row)
     # Inside each holding period: every step of the held side's mark, times the contracts held.
-    for side_sel, steps in ((seg_pos > 0, panel.yes_mark_steps), (seg_pos < 0, panel.no_mark_steps)):
+    for side_sel, mark, steps in (
+        (seg_pos > 0, panel.yes_mark, panel.__dict__.get("yes_mark_steps")),
+        (seg_pos < 0, panel.no_mark, panel.__dict__.get("no_mark_steps")),
+    ):
         sel = np.flatnonzero(side_sel)
-        lo_i = steps.count_upto(seg_row[sel])  # the first step after the fill row
-        hi_i = steps.count_upto(seg_end[sel] - 1)  # the first step at or after the period's end
-        counts = hi_i - lo_i
-        total = int(counts.sum())
-        idx = np.repeat(lo_i - (np.cumsum(counts) - counts), counts) + np.arange(total, dtype=np.int64)
-        held = np.repeat(np.abs(seg_pos[sel]), counts)
+        held = np.abs(seg_pos[sel])
+        if steps is not None:
+            # Sweeps: the panel's mark steps are built and indexed once; gather those inside.
+            lo_i = steps.count_upto(seg_row[sel])  # the first step after the fill row
+            hi_i = steps.count_upto(seg_end[sel] - 1)  # the first step at or after the period's end
+            counts = hi_i - lo_i
+            idx = _ranges(lo_i, counts)
+            step_rows, step_d = steps.rows[idx], steps.delta[idx]
+            step_t = steps.time[idx]
+            step_held = np.repeat(held, counts)
+        else:
+            # One run: look at the rows inside the holding periods only (a fraction of the panel).
+            first = seg_row[sel] + 1
+            counts = seg_end[sel] - first
+            inside = _ranges(first, counts)
+            d = mark[inside] - mark[inside - 1]
+            nz = np.flatnonzero(d != 0)
+            step_rows, step_d = inside[nz], d[nz]
+            step_t = panel.time[step_rows]
+            step_held = np.repeat(held, counts)[nz]
         # Never zero (a step is a change, and something is held): no filtering needed.
-        ev_t.append(steps.time[idx])
-        ev_d.append(held * steps.delta[idx])
+        ev_t.append(step_t)
+        ev_d.append(step_held * step_d)
         if rank is not None:
-            ev_k.append(2 * rank[steps.rows[idx]])
+            ev_k.append(2 * rank[step_rows])
 
     # Final values: the state of each market's last holding period.
     last_seg = np.flatnonzero(~same_next)

@@ -61,11 +61,8 @@ def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
     # the incomplete rows are a prefix of each market, as long as its rows without a mid plus
     # window - 1.
     lengths = np.diff(panel.starts)
-    has_mid = np.zeros(panel.n_markets, dtype=np.int64)
-    nonempty = np.flatnonzero(lengths > 0)
-    if n:
-        has_mid[nonempty] = np.add.reduceat(x >= 0, panel.starts[:-1][nonempty], dtype=np.int64)
-    prefix = np.minimum(lengths - has_mid + window - 1, lengths)
+    no_mid = np.bincount(panel.market_of(np.flatnonzero(x < 0)), minlength=panel.n_markets)
+    prefix = np.minimum(no_mid + window - 1, lengths)
     incomplete = np.repeat(
         np.tile(np.array([True, False]), panel.n_markets),
         np.column_stack([prefix, lengths - prefix]).ravel(),
