@@ -474,8 +474,8 @@ class QuotePanel:
         lookup instead of a binary search each run."""
         for name in ("market_index", "next_ask_row", "next_bid_row", "time_rank", "sorted_time"):
             getattr(self, name)
-        self.yes_mark_steps.index_rows(len(self))
-        self.no_mark_steps.index_rows(len(self))
+        self.yes_mark_steps.index_rows(len(self), self.time_rank)
+        self.no_mark_steps.index_rows(len(self), self.time_rank)
 
     @cached_property
     def settlement_micro(self) -> IntArray:
@@ -608,8 +608,10 @@ class MarkSteps:
     rows: IntArray
     delta: IntArray
     time: IntArray
-    # For sweeps: the number of steps at or before each panel row (a gather instead of a search).
+    # For sweeps: the number of steps at or before each panel row (a gather instead of a search),
+    # and each step's sort key for the portfolio curve (see mark_to_market).
     upto: npt.NDArray[np.int32] | None = None
+    key: IntArray | None = None
 
     @classmethod
     def build(cls, panel: QuotePanel, mark: IntArray) -> MarkSteps:
@@ -618,11 +620,12 @@ class MarkSteps:
         nz = np.flatnonzero(d != 0)  # a boolean mask scans several times faster than int64 values
         return cls(rows=nz + 1, delta=d[nz], time=panel.time[nz + 1])
 
-    def index_rows(self, n: int) -> None:
+    def index_rows(self, n: int, time_rank: IntArray) -> None:
         if self.upto is None:
             mask = np.zeros(n, dtype=bool)
             mask[self.rows] = True
             self.upto = np.cumsum(mask, dtype=np.int32)
+            self.key = 2 * time_rank[self.rows]
 
     def count_upto(self, rows: IntArray) -> npt.NDArray[np.signedinteger[Any]]:
         """How many steps are at or before each of `rows` (all >= 0)."""
@@ -1309,8 +1312,11 @@ def mark_to_market(
             hi_i = steps.count_upto(seg_end[sel] - 1)  # the first step at or after the period's end
             counts = hi_i - lo_i
             idx = _ranges(lo_i, counts)
-            step_rows, step_d = steps.rows[idx], steps.delta[idx]
-            step_t = steps.time[idx]
+            step_d, step_t = steps.delta[idx], steps.time[idx]
+            if steps.key is not None:
+                step_key = steps.key[idx]
+            else:
+                step_key = 2 * rank[steps.rows[idx]] if rank is not None else None
             step_held = np.repeat(held, counts)
         else:
             # One run: look at the rows inside the holding periods only (a fraction of the panel).
@@ -1321,12 +1327,14 @@ def mark_to_market(
             nz = np.flatnonzero(d != 0)
             step_rows, step_d = inside[nz], d[nz]
             step_t = panel.time[step_rows]
+            step_key = 2 * rank[step_rows] if rank is not None else None
             step_held = np.repeat(held, counts)[nz]
         # Never zero (a step is a change, and something is held): no filtering needed.
         ev_t.append(step_t)
         ev_d.append(step_held * step_d)
         if rank is not None:
-            ev_k.append(2 * rank[step_rows])
+            assert step_key is not None
+            ev_k.append(step_key)
 
     # Final values: the state of each market's last holding period.
     last_seg = np.flatnonzero(~same_next)
