@@ -279,9 +279,11 @@ class QuotePanel:
                 rest = {n: col(n, -1) for n in ("last_price", "volume", "yes_bid_size", "yes_ask_size")}
         else:
             rest = {n: col(n, -1) for n in ("last_price", "volume", "yes_bid_size", "yes_ask_size")}
-        counts = np.bincount(idx, minlength=len(markets)) if len(idx) else np.zeros(len(markets), np.int64)
-        starts = np.zeros(len(markets) + 1, dtype=np.int64)
-        np.cumsum(counts, out=starts[1:])
+        if len(idx) and idx[0] < 0:
+            raise BacktestError("ticker_index must not be negative")
+        # Rows are ordered by market now: each market's first row is a binary search away (an
+        # index beyond the markets leaves starts[-1] short of the row count, which is rejected).
+        starts = np.searchsorted(idx, np.arange(len(markets) + 1), side="left").astype(np.int64)
         return cls(
             markets=list(markets),
             time=t,
@@ -1002,11 +1004,13 @@ def simulate_fills(
     if n == 0:
         return FillArrays.empty()
     size = to_centi(config.contracts)
-    prev = np.empty(n, dtype=np.int8)
-    prev[0] = 0
-    prev[1:] = target[:-1]
-    prev[panel.first_row] = 0
-    changes = np.flatnonzero(target != prev)
+    # The target changes where it differs from the row before, and at a market's first row
+    # wherever it is not flat (each market starts flat).
+    changed = np.empty(n, dtype=bool)
+    np.not_equal(target[1:], target[:-1], out=changed[1:])
+    first_rows = panel.starts[:-1][np.diff(panel.starts) > 0]
+    changed[first_rows] = target[first_rows] != 0
+    changes = np.flatnonzero(changed)
     seg_last = panel.starts[1:] - 1  # last row of each market
     # An order from the target set at row k may execute at rows k+1 .. window_end (inclusive):
     # up to the next change in the same market, or the market's last row.
@@ -1408,7 +1412,8 @@ def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) ->
         panel.time[fills.row[nxt]],
         np.where(is_settled, panel.close_ns[m], panel.time[last_rows[m]]),
     )
-    reason = np.where(has_exit, "signal", np.where(is_settled, "settlement", "marked_to_bid"))
+    reason_code = np.where(has_exit, 0, np.where(is_settled, 1, 2)).tolist()
+    reason = [("signal", "settlement", "marked_to_bid")[c] for c in reason_code]
     return TripArrays(
         market=m,
         side=side,
@@ -1420,7 +1425,7 @@ def _trips_complete(panel: QuotePanel, fills: FillArrays, settled: BoolArray) ->
         entry_cost=qty * fills.price[oi],
         exit_value=exit_value,
         fees=fees,
-        exit_reason=reason.tolist(),
+        exit_reason=reason,
     )
 
 

@@ -47,12 +47,12 @@ def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
     np.subtract(s2[w:], s2[: n + 1 - w], out=w_s2[w - 1 :])
     w_s1[: w - 1] = s1[1:w]
     w_s2[: w - 1] = s2[1:w]
-    var = w_s2
-    var *= window
-    var -= w_s1 * w_s1
     num = xv
     num *= window
     num -= w_s1
+    var = w_s2
+    var *= window
+    var -= np.multiply(w_s1, w_s1, out=w_s1)  # w_s1 is not needed after this
     # A flat window has var == 0 and then also num == 0: z is exactly 0 (0 / 1), no special case.
     np.maximum(var, 1, out=var)
     z = np.sqrt(var, dtype=np.float64)
