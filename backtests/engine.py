@@ -998,7 +998,7 @@ def simulate_fills(
     """Turn a target side per row into fills at the next quote(s), honouring the book.
 
     The loop runs once per *change* of target, not once per quote: the first row at which the
-    needed side of the book is present is found by a precomputed "next row where ..." array.
+    needed side of the book is present is looked up ("next row where ...", see next_ask_at).
     """
     n = len(panel)
     if n == 0:
@@ -1234,9 +1234,9 @@ def mark_to_market(
     carried forward over quotes where that side is empty; at settlement at the settlement value.
 
     A market's P&L only moves at its fills and, while a position is open, where its side's mark
-    steps. So the curve is built from those events alone — the steps inside each holding period
-    are found by binary search in the panel's cached mark steps — never from a P&L per quote:
-    the cost follows the number of P&L changes, not the number of quotes.
+    steps. So the curve is built from those events alone — a single run diffs the marks over the
+    rows inside its holding periods, a sweep gathers the panel's row-indexed mark steps — never
+    from a P&L per quote over the whole panel.
     """
     n = len(panel)
     n_markets = panel.n_markets
