@@ -415,7 +415,7 @@ def test_a_sweep_gives_each_parameter_set_the_metrics_of_a_single_run(seed, oos_
         else i
         for k, i in enumerate(infos)
     ]
-    grid = {"window": [5, 12], "entry_z": [1.0, 1.8], "exit_z": [0.0, 0.4]}
+    grid: dict[str, list[Any]] = {"window": [5, 12], "entry_z": [1.0, 1.8], "exit_z": [0.0, 0.4]}
     sweep = run_sweep(QuotePanel.from_frame(df, infos), "mean_reversion", grid, oos_fraction=oos_fraction)
     assert len(sweep.rows) == 8
     for row in sweep.rows:
