@@ -1,9 +1,9 @@
 """From the database to the engine: market descriptions and quote series as a QuotePanel.
 
-On PostgreSQL the snapshots are streamed with `COPY ... TO STDOUT (FORMAT BINARY)` in their stored
-types and decoded by numpy, field by field across all rows, into integers (micro-dollars,
-centi-contracts, epoch microseconds), which is what keeps a million quotes around a second. Other
-databases go through `values_list` with exact Decimal conversion.
+On PostgreSQL the snapshots are streamed with `COPY ... TO STDOUT (FORMAT BINARY)` as fixed-width
+columns and decoded by numpy in one call into integers (micro-dollars, centi-contracts, epoch
+microseconds), which is what keeps a million quotes well under a second. Other databases go through
+`values_list` with exact Decimal conversion.
 """
 
 from __future__ import annotations
@@ -11,30 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import BigIntegerField, FloatField, QuerySet, Value
+from django.db.models.functions import Cast, Coalesce
 
 from markets.models import Market, MarketSnapshot
 
-from .engine import MarketInfo, QuotePanel, to_centi, to_micro
+from .engine import MICRO, MarketInfo, QuotePanel, to_centi, to_micro
 
 _COLUMNS = ("market_id", "ts", "bid", "ask", "last", "volume", "bid_size", "ask_size")
 _BINARY_HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
-_PG_EPOCH_US = 946_684_800_000_000
-# The numeric columns as they travel, with the decimal exponent of the integers we keep:
-# prices in micro-dollars (1e-6), counts in centi-contracts (1e-2).
-_NUMERICS = (
-    ("bid", "yes_bid", 6),
-    ("ask", "yes_ask", 6),
-    ("last", "last_price", 6),
-    ("volume", "volume", 2),
-    ("bid_size", "yes_bid_size", 2),
-    ("ask_size", "yes_ask_size", 2),
+# timestamptz travels as microseconds since 2000-01-01 UTC; prices and counts as float8, whose
+# conversion from numeric is correctly rounded, so x1e6 (x100) and rounding gives back the exact
+# stored integer for anything below ~1e13. Every field is fixed-width, so numpy decodes it in one go.
+_RECORD = np.dtype(
+    [("nfields", ">i2"), ("market_id_len", ">i4"), ("market_id", ">i8"), ("ts_len", ">i4"), ("ts", ">i8")]
+    + [item for name in _COLUMNS[2:] for item in ((f"{name}_len", ">i4"), (name, ">f8"))]
 )
-_POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
-_NUMERIC_NEG, _NUMERIC_NAN = 0x4000, 0xC000
+_PG_EPOCH_US = 946_684_800_000_000
+_SCALE = {"bid": MICRO, "ask": MICRO, "last": MICRO, "volume": 100, "bid_size": 100, "ask_size": 100}
 MARKETS_PER_BATCH = 500
 
 
@@ -58,97 +56,49 @@ def market_info(market: Market) -> MarketInfo:
     )
 
 
-def _copy_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:
-    """Stream the columns as stored with `COPY ... TO STDOUT (FORMAT BINARY)` and decode them here.
+def _binary_quotes(qs: QuerySet[MarketSnapshot]) -> QuerySet[MarketSnapshot, tuple[Any, ...]]:
+    def as_float(field: str) -> Coalesce:
+        return Coalesce(Cast(field, FloatField()), Value(float("nan")), output_field=FloatField())
 
-    Casting numeric to float8 or to integers costs the server more than scanning, sorting and
-    sending the rows together, so the numerics travel in PostgreSQL's own binary form (base-10000
-    digit groups) and numpy turns them into exact integers, one field at a time across all rows.
-    """
-    sql, params = (
-        qs.order_by("market_id", "captured_at", "source")
-        .values_list("market_id", "captured_at", *(column for _, column, _ in _NUMERICS))
-        .query.sql_with_params()
+    return (
+        qs.annotate(
+            # Market ids are 32-bit; widened so every binary record has the same width.
+            q_market=Cast("market_id", BigIntegerField()),
+            q_bid=as_float("yes_bid"),
+            q_ask=as_float("yes_ask"),
+            q_last=as_float("last_price"),
+            q_volume=as_float("volume"),
+            q_bid_size=as_float("yes_bid_size"),
+            q_ask_size=as_float("yes_ask_size"),
+        )
+        .order_by("market_id", "captured_at", "source")
+        .values_list(
+            "q_market", "captured_at", "q_bid", "q_ask", "q_last", "q_volume", "q_bid_size", "q_ask_size"
+        )
     )
+
+
+def _copy_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:
+    sql, params = _binary_quotes(qs).query.sql_with_params()
     buffer = bytearray()
-    sizes: list[int] = []
     with connection.cursor() as wrapper:
         # Django's debug cursor wrapper (DEBUG=True) does not pass COPY parameters on; psycopg's does.
         cursor = wrapper.cursor
         with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
-            # The server sends one message per row (the header rides with the first, the trailer
-            # is a message of its own): the message sizes are the row boundaries.
             for chunk in copy:
                 buffer += chunk
-                sizes.append(len(chunk))
-    return _decode_copy(buffer, sizes)
-
-
-def _decode_copy(buffer: bytearray, sizes: list[int]) -> dict[str, np.ndarray]:
-    n = len(sizes) - 1  # the last message is the trailer
-    if n <= 0:
-        return {name: np.zeros(0, dtype=np.int64) for name in _COLUMNS}
-    buffer += bytes(64)  # fixed-width reads of short fields at the end stay inside the buffer
-    raw = np.frombuffer(buffer, dtype=np.uint8)
-    pos = np.zeros(n, dtype=np.int64)
-    np.cumsum(np.array(sizes[:-1], dtype=np.int64)[:-1], out=pos[1:])
-    pos[0] = _BINARY_HEADER
-    if not bool(np.all(_read(raw, pos, ">i2") == 2 + len(_NUMERICS))):
-        raise RuntimeError("unexpected COPY BINARY layout: a row does not start where its message does")
-    pos += 2
-    out: dict[str, np.ndarray] = {}
-    for name, dtype in (("market_id", ">i4"), ("ts", ">i8")):
-        out[name] = _read(raw, pos + 4, dtype)
-        pos += 4 + np.dtype(dtype).itemsize
-    out["ts"] += _PG_EPOCH_US
-    for name, _, exponent in _NUMERICS:
-        length = _read(raw, pos, ">i4")
-        out[name] = _numeric_to_int(raw, pos + 4, length, exponent)
-        pos += 4 + np.maximum(length, 0)
+    body = memoryview(buffer)[_BINARY_HEADER:-2]  # header, and the -1 trailer
+    records = np.frombuffer(body, dtype=_RECORD)
+    out = {
+        "market_id": records["market_id"].astype(np.int64),
+        "ts": records["ts"].astype(np.int64) + _PG_EPOCH_US,
+    }
+    for name, scale in _SCALE.items():
+        values = records[name].astype(np.float64)
+        scaled = np.rint(values * scale)
+        scaled[np.isnan(values)] = -1
+        out[name] = scaled.astype(np.int64)
     return out
-
-
-def _read(raw: np.ndarray, pos: np.ndarray, dtype: str) -> np.ndarray:
-    """The big-endian value of `dtype` at each byte position, as int64."""
-    return _read_many(raw, pos, dtype, 1)[:, 0]
-
-
-def _read_many(raw: np.ndarray, pos: np.ndarray, dtype: str, count: int) -> np.ndarray:
-    """`count` consecutive big-endian values of `dtype` at each byte position: int64, (n, count).
-
-    A view of the buffer with a stride of one byte has a value starting at every byte, so one
-    gather reads a field from every row, whatever its alignment.
-    """
-    item = np.dtype(dtype).itemsize
-    view = np.ndarray(shape=(len(raw) - item * count + 1, count), dtype=dtype, buffer=raw, strides=(1, item))
-    out: np.ndarray = view[pos].astype(np.int64)
-    return out
-
-
-def _numeric_to_int(raw: np.ndarray, pos: np.ndarray, length: np.ndarray, exponent: int) -> np.ndarray:
-    """PostgreSQL binary numerics at `pos` as exact integers in units of 10**-exponent; -1 for NULL.
-
-    A numeric is ndigits, weight, sign, dscale (int16 each), then ndigits base-10000 digits, the
-    first worth 10000**weight. Stored values have at most `exponent` decimals, so every digit
-    group's share is a whole number of units.
-    """
-    header = _read_many(raw, pos, ">i2", 4)
-    ndigits, weight, sign = header[:, 0], header[:, 1], header[:, 2] & 0xFFFF
-    present = length >= 0
-    ndigits = np.where(present, ndigits, 0)
-    # The digits as one integer (Horner), then one power of ten for the whole number.
-    value = np.zeros(len(pos), dtype=np.int64)
-    most = int(ndigits.max(initial=0))
-    if most:
-        digits = _read_many(raw, pos + 8, ">i2", most)
-        for i in range(most):
-            value = np.where(i < ndigits, value * 10_000 + digits[:, i], value)
-    scale = 4 * (weight - ndigits + 1) + exponent
-    up = _POW10[np.clip(scale, 0, 18)]
-    down = _POW10[np.clip(-scale, 0, 18)]
-    value = np.where(scale >= 0, value * up, value // down)
-    value = np.where(sign == _NUMERIC_NEG, -value, value)
-    return np.where(present & (sign != _NUMERIC_NAN), value, -1)
 
 
 def _python_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:
