@@ -57,19 +57,21 @@ def market_info(market: Market) -> MarketInfo:
 
 
 def _binary_quotes(qs: QuerySet[MarketSnapshot]) -> QuerySet[MarketSnapshot, tuple[Any, ...]]:
-    def as_float(field: str) -> Coalesce:
-        return Coalesce(Cast(field, FloatField()), Value(float("nan")), output_field=FloatField())
+    def as_float(field: str, scale: int) -> Coalesce:
+        # A NULL becomes -1 unit (-1e-6 dollar, -0.01 contract) here, so it comes out of the
+        # scaling as the -1 the engine expects without a NaN pass on the client.
+        return Coalesce(Cast(field, FloatField()), Value(-1 / scale), output_field=FloatField())
 
     return (
         qs.annotate(
             # Market ids are 32-bit; widened so every binary record has the same width.
             q_market=Cast("market_id", BigIntegerField()),
-            q_bid=as_float("yes_bid"),
-            q_ask=as_float("yes_ask"),
-            q_last=as_float("last_price"),
-            q_volume=as_float("volume"),
-            q_bid_size=as_float("yes_bid_size"),
-            q_ask_size=as_float("yes_ask_size"),
+            q_bid=as_float("yes_bid", _SCALE["bid"]),
+            q_ask=as_float("yes_ask", _SCALE["ask"]),
+            q_last=as_float("last_price", _SCALE["last"]),
+            q_volume=as_float("volume", _SCALE["volume"]),
+            q_bid_size=as_float("yes_bid_size", _SCALE["bid_size"]),
+            q_ask_size=as_float("yes_ask_size", _SCALE["ask_size"]),
         )
         .order_by("market_id", "captured_at", "source")
         .values_list(
@@ -94,9 +96,9 @@ def _copy_arrays(qs: QuerySet[MarketSnapshot]) -> dict[str, np.ndarray]:
         "ts": records["ts"].astype(np.int64) + _PG_EPOCH_US,
     }
     for name, scale in _SCALE.items():
-        values = records[name].astype(np.float64)
-        scaled = np.rint(values * scale)
-        scaled[np.isnan(values)] = -1
+        # One pass reads the strided big-endian field and scales it; rounding is in place.
+        scaled = np.multiply(records[name], scale, dtype=np.float64)
+        np.rint(scaled, out=scaled)
         out[name] = scaled.astype(np.int64)
     return out
 

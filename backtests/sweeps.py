@@ -171,6 +171,12 @@ def run_sweep(
     split_ns = split_time(panel, oos_fraction)
     if split_ns is not None:
         is_panel, oos_panel, is_mask, oos_mask = split_panels(panel, split_ns)
+    # Every combination reads the same per-row lookups: build them once rather than binary search
+    # them per run.
+    panel.prepare_for_sweeps()
+    if split_ns is not None:
+        is_panel.prepare_for_sweeps()
+        oos_panel.prepare_for_sweeps()
     rows: list[SweepRow] = []
     for i, params in enumerate(combos):
         target = strat.target(panel, params)

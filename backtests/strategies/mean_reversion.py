@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backtests.engine import ffill_first, hysteresis
+from backtests.engine import last_true
 
 from .base import Param, ParameterError, Strategy
 
@@ -28,26 +28,46 @@ def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
         return cached  # type: ignore[no-any-return]
     x = panel.mid2
     n = len(x)
-    valid = x >= 0
-    xv = np.where(valid, x, 0)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    xv = np.maximum(x, 0)  # rows without a mid yet (-1) add nothing to the sums
     s1 = np.zeros(n + 1, dtype=np.int64)
     s2 = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(xv, out=s1[1:])
-    np.cumsum(xv * xv, out=s2[1:])
-    # A market's mid, once it has one, is carried forward: the window is complete once it holds
-    # `window` rows from the market's first two-sided quote on.
-    first_valid = ffill_first(valid, panel)
-    hi = np.arange(1, n + 1)
-    lo = hi - window
-    full = (lo >= first_valid) & (first_valid >= 0)
-    lo_c = np.maximum(lo, 0)
-    w_s1 = s1[hi] - s1[lo_c]
-    var = window * (s2[hi] - s2[lo_c]) - w_s1 * w_s1
-    num = window * xv - w_s1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = num / np.sqrt(var.astype(np.float64))
-    z[var == 0] = 0.0
-    z[~full] = np.nan
+    sq = xv * xv
+    np.cumsum(sq, out=s2[1:])
+    # Window sums ending at each row: row i sums rows i-window+1 .. i. Rows that would reach back
+    # before a market's first mid are masked below, so sums across a market boundary (and the
+    # clamped ones at the start of the panel) never surface. int64 wraps in the running sums
+    # cancel in the differences, which only need each window's true sum to fit.
+    w = min(window, n)
+    w_s1 = np.empty(n, dtype=np.int64)
+    w_s2 = sq  # reused as the buffer
+    np.subtract(s1[w:], s1[: n + 1 - w], out=w_s1[w - 1 :])
+    np.subtract(s2[w:], s2[: n + 1 - w], out=w_s2[w - 1 :])
+    w_s1[: w - 1] = s1[1:w]
+    w_s2[: w - 1] = s2[1:w]
+    num = xv
+    num *= window
+    num -= w_s1
+    var = w_s2
+    var *= window
+    var -= np.multiply(w_s1, w_s1, out=w_s1)  # w_s1 is not needed after this
+    # A flat window has var == 0 and then also num == 0: z is exactly 0 (0 / 1), no special case.
+    np.maximum(var, 1, out=var)
+    z = np.sqrt(var, dtype=np.float64)
+    np.divide(num, z, out=z)
+    # NaN until the window is full: once a market has a mid it keeps one (carried forward), so
+    # the incomplete rows are a prefix of each market, as long as its rows without a mid plus
+    # window - 1.
+    lengths = np.diff(panel.starts)
+    no_mid = np.bincount(panel.market_of(np.flatnonzero(x < 0)), minlength=panel.n_markets)
+    prefix = np.minimum(no_mid + window - 1, lengths)
+    incomplete = np.repeat(
+        np.tile(np.array([True, False]), panel.n_markets),
+        np.column_stack([prefix, lengths - prefix]).ravel(),
+    )
+    z[incomplete] = np.nan
     result: FloatArray = z
     panel.cache[key] = result
     return result
@@ -73,31 +93,42 @@ class MeanReversion(Strategy):
 
     def target(self, panel: QuotePanel, params: Mapping[str, Any]) -> Int8Array:
         z = rolling_zscore(panel, params["window"])
-        nan = panel.cache.get(("zscore-nan", params["window"]))
-        if nan is None:
-            nan = panel.cache[("zscore-nan", params["window"])] = np.isnan(z)
+        nan5 = panel.cache.get(("zscore-nan5", params["window"]))
+        if nan5 is None:
+            nan5 = panel.cache[("zscore-nan5", params["window"])] = np.isnan(z).view(np.int8) * np.int8(5)
         e, x = params["entry_z"], params["exit_z"]
         # Which band of the z axis each quote is in: 0 below -entry, 1 below -exit, 2 within ±exit,
         # 3 below +entry, 4 above it, 5 no z yet. The target can only change where the band does,
         # so the state machine runs on runs of equal bands, not on every quote.
+        band = nan5.copy()
         with np.errstate(invalid="ignore"):
-            band = (z >= -e).astype(np.int8)
+            band += z >= -e
             band += z >= -x
             band += z > x
             band += z > e
-        band += nan.view(np.int8) * 5
         if not params["allow_no"]:
             band[band == 4] = 3
         n = len(band)
         if n == 0:
             return np.zeros(0, dtype=np.int8)
-        starts = np.flatnonzero(np.concatenate([[True], band[1:] != band[:-1]]) | panel.first_row)
+        first_row = panel.first_row
+        new_run = np.empty(n, dtype=bool)
+        new_run[0] = True
+        np.not_equal(band[1:], band[:-1], out=new_run[1:])
+        new_run |= first_row
+        starts = np.flatnonzero(new_run)
         b = band[starts]
-        compressed = hysteresis(
-            b == 0,
-            b == 4,
-            (b >= 2),
-            (b <= 2) | (b == 5),
-            panel.first_row[starts],
-        )
-        return np.repeat(compressed, np.diff(np.append(starts, n)))
+        first = first_row[starts]
+        # The hysteresis rule (engine.hysteresis with entries at bands 0 / 4, exits at >= 2 / <= 2
+        # or no z, and a reset at each market's first quote) reduces to: long while the last run
+        # that is not band 1 (which neither enters nor exits a long) is band 0, counting a market's
+        # first run as such a run; short while the last run that is not band 3 is band 4. Two
+        # "last such run" lookups replace the general three-lookup hysteresis.
+        long = b[last_true((b != 1) | first)] == 0
+        short = b[last_true((b != 3) | first)] == 4
+        compressed = long.view(np.int8) - short.view(np.int8)
+        # Expand the runs back to rows: a cumulative sum of the changes at run starts is several
+        # times faster than np.repeat over ~1/3 as many runs as rows (values stay within int8).
+        out = np.zeros(n, dtype=np.int8)
+        out[starts] = np.diff(compressed, prepend=np.int8(0))
+        return np.cumsum(out, dtype=np.int8)

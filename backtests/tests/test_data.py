@@ -83,3 +83,37 @@ def test_it_round_trips_six_decimal_prices_and_large_fractional_counts_exactly(r
     assert fast["bid"].tolist() == [1] and fast["ask"].tolist() == [999_999]
     assert fast["volume"].tolist() == [12345678901234]
     assert fast["ts"].tolist() == [int(datetime(2030, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000 + 123456]
+
+
+def test_it_decodes_zero_whole_and_digit_group_boundary_numerics(recorded):
+    """PostgreSQL sends numerics as base-10000 digit groups (none at all for zero, trailing zero
+    groups dropped); the binary COPY decoder must turn each shape into the exact integer."""
+    from datetime import UTC, datetime
+
+    from markets import ingest
+    from markets.models import SnapshotSource
+
+    market_id = next(iter(recorded["markets"].values()))
+    quotes = [
+        (Decimal("0"), Decimal("1"), Decimal("0.5"), Decimal("10000"), Decimal("0"), Decimal("1")),
+        (Decimal("0.0001"), Decimal("0.99"), None, Decimal("9999.99"), Decimal("100000000.01"), None),
+    ]
+    ingest.write_snapshots(
+        [
+            ingest.SnapshotRow(
+                market_id=market_id,
+                captured_at=datetime(2031, 1, 1, i, tzinfo=UTC),
+                source=SnapshotSource.POLL,
+                quote=(bid, ask, None, None, last, bid_size, ask_size, volume, None, None),
+            )
+            for i, (bid, ask, last, bid_size, ask_size, volume) in enumerate(quotes)
+        ]
+    )
+    qs = MarketSnapshot.objects.filter(captured_at__year=2031)
+    fast, slow = data._copy_arrays(qs), data._python_arrays(qs)
+    assert {k: v.tolist() for k, v in fast.items()} == {k: v.tolist() for k, v in slow.items()}
+    assert fast["bid"].tolist() == [0, 100] and fast["ask"].tolist() == [1_000_000, 990_000]
+    assert fast["last"].tolist() == [500_000, -1]
+    assert fast["bid_size"].tolist() == [1_000_000, 999_999]
+    assert fast["ask_size"].tolist() == [0, 10_000_000_001]
+    assert fast["volume"].tolist() == [100, -1]

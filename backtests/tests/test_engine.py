@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from backtests import engine
+from backtests import engine as backtests_engine
 from backtests.engine import (
     BacktestConfig,
     BacktestError,
@@ -392,3 +394,39 @@ def test_it_never_lets_later_data_change_an_earlier_decision(strategy):
             fb[fb.time <= cut].itertuples(index=False)
         )
     assert before.sum() > 100 and (~before).sum() > 100
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("oos_fraction", [0.0, 0.3])
+def test_a_sweep_gives_each_parameter_set_the_metrics_of_a_single_run(seed, oos_fraction):
+    """Sweeps take shortcuts single runs do not (per-row lookup arrays built once, events ordered by
+    a cached time rank): every row of a sweep must still equal a plain run on a fresh panel."""
+    from backtests.sweeps import run_sweep, split_panels, split_time
+
+    rng = random.Random(seed)
+    df, infos = random_frame(rng, markets=8)
+    # Several markets settle after the last quote, at different instants with no quote between.
+    last = pd.Timestamp(df.time.max()).to_pydatetime()
+    infos = [
+        dataclasses.replace(
+            i, settlement_value=D("1"), close_time=last + timedelta(minutes=rng.randint(1, 90))
+        )
+        if k % 2
+        else i
+        for k, i in enumerate(infos)
+    ]
+    grid: dict[str, list[Any]] = {"window": [5, 12], "entry_z": [1.0, 1.8], "exit_z": [0.0, 0.4]}
+    sweep = run_sweep(QuotePanel.from_frame(df, infos), "mean_reversion", grid, oos_fraction=oos_fraction)
+    assert len(sweep.rows) == 8
+    for row in sweep.rows:
+        panel = QuotePanel.from_frame(df, infos)
+        if not oos_fraction:
+            assert row.in_sample == backtests_engine.run_backtest(panel, "mean_reversion", row.params).metrics
+            continue
+        target = get_strategy("mean_reversion").target(panel, row.params)
+        split_ns = split_time(panel, oos_fraction)
+        assert split_ns is not None
+        is_panel, oos_panel, is_mask, oos_mask = split_panels(panel, split_ns)
+        ins = backtests_engine.run_backtest(is_panel, "mean_reversion", row.params, target=target[is_mask])
+        oos = backtests_engine.run_backtest(oos_panel, "mean_reversion", row.params, target=target[oos_mask])
+        assert (row.in_sample, row.out_of_sample) == (ins.metrics, oos.metrics)
