@@ -450,9 +450,28 @@ _QUOTE_LEGACY_FIELDS = (
 _QUOTE_IS_PRICE = (True, True, True, True, True, False, False, False, False, False, True, True, True)
 
 
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
+
+
 def _digest(text: str) -> int:
     # blake2b rather than hash(): str hashes are salted per process, and these digests are stored.
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+    # (Two digests per market per cycle: the module-level names save the attribute look-ups.)
+    return _from_bytes(_blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+# The 13 quote strings joined by \x1f, when each is written plainly: prices 0 to 1 and counts as
+# ASCII digits with an optional fraction (no sign, exponent, spaces or NaN). Such a string is exactly
+# what Decimal reads it as, and in range, so it needs no Decimal at all; anything else takes the full
+# check in `KalshiQuote._parse`.
+_PLAIN_PRICE = r"(?:0(?:\.[0-9]+)?|1(?:\.0+)?)"
+_PLAIN_COUNT = r"[0-9]+(?:\.[0-9]+)?"
+_PLAIN_QUOTE = re.compile("\x1f".join([_PLAIN_PRICE] * 5 + [_PLAIN_COUNT] * 5 + [_PLAIN_PRICE] * 3))
+
+
+def _plain_zero(text: str) -> bool:
+    """Whether a plainly written value (see _PLAIN_QUOTE) is zero."""
+    return not text.strip("0.")
 
 
 class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
@@ -543,8 +562,17 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
 
         Kalshi's own strings when they need no change, so a writer can pass them on unformatted.
         """
-        values, normalised = self._parse()
         texts = self._texts()
+        if (
+            None not in texts
+            and _PLAIN_QUOTE.fullmatch("\x1f".join(texts))  # type: ignore[arg-type]
+            # Neither of the zeros `_parse` normalises (previous_yes_ask, a legacy yes_ask).
+            and not _plain_zero(texts[11])  # type: ignore[arg-type]
+            and not (self.yes_ask is not None and _plain_zero(texts[1]))  # type: ignore[arg-type]
+        ):
+            # Most changed markets on every cycle: valid as written, no Decimal needed.
+            return texts
+        values, normalised = self._parse()
         if None not in texts and not normalised:
             return texts
         return tuple(None if v is None else str(v) for v in values)
@@ -556,15 +584,22 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
             if None not in texts:  # the current shape: every field present
                 present = tuple(map(Decimal, texts))  # type: ignore[arg-type]
                 # One comparison per bound for all 13 values; NaN makes them raise, and an
-                # infinity is out of range, so no separate finiteness check is needed.
-                in_range = min(present) >= ZERO and max(present[:5] + present[10:]) <= ONE
+                # infinity is out of range, except a count's +Infinity: the largest count must
+                # also be finite (PostgreSQL's numeric(20, 2) would refuse the whole page).
+                in_range = (
+                    min(present) >= ZERO
+                    and max(present[:5] + present[10:]) <= ONE
+                    and max(present[5:10]).is_finite()
+                )
                 values = present
             else:
                 values = tuple(self._value(i, text) for i, text in enumerate(texts))
                 in_range = False
             if not in_range:
                 for i, value in enumerate(values):
-                    if value is not None and (value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE)):
+                    if value is not None and (
+                        value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE) or not value.is_finite()
+                    ):
                         raise MalformedPayload(f"{_QUOTE_STRING_FIELDS[i]}={value} is out of range")
         except ArithmeticError:
             bad = next((t for t in texts if t is not None and not _is_finite_decimal(t)), "?")
