@@ -345,15 +345,15 @@ class SnapshotRow:
     raw: RawJson | None = None
 
 
-def _copy_value(value: object) -> str:
-    return "\\N" if value is None else str(value)
-
-
 def _copy_values(values: Sequence[object]) -> str:
     """Tab-separated COPY text; exact decimal strings pass through untouched."""
-    if None not in values and all(type(v) is str for v in values):
-        return "\t".join(values)  # type: ignore[arg-type]
-    return "\t".join([_copy_value(v) for v in values])
+    if values and type(values[0]) is str:
+        # The poller's rows: usually all strings, joined without a Python call per value.
+        try:
+            return "\t".join(values)  # type: ignore[arg-type]
+        except TypeError:  # a None (or a Decimal) further on
+            pass
+    return "\t".join(["\\N" if v is None else str(v) for v in values])
 
 
 def _copy_json(raw: RawJson | None) -> str:
