@@ -537,13 +537,21 @@ def _known_markets(tickers: list[str], *, heartbeat_before: datetime) -> dict[st
     Maps ticker → (id, quote digest, state digest, heartbeat due).
     """
     if connection.vendor == "postgresql":
-        # One array parameter instead of a thousand placeholders: a third of the cost per page.
+        # One parameter instead of a thousand placeholders: a third of the cost per page. The
+        # tickers go as one comma-separated string rather than a list: psycopg adapts a list
+        # element by element (a regex per ticker to decide its quoting), which cost 2.5 times
+        # this whole query. Kalshi's tickers have no commas; a page where one did falls back.
+        joined = ",".join(tickers)
+        if joined.count(",") == len(tickers) - 1:
+            tickers_sql, param = "string_to_array(%s, ',')", joined
+        else:
+            tickers_sql, param = "%s", tickers  # type: ignore[assignment]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT ticker, id, quote_digest, state_digest, "
                 f"last_snapshot_at IS NULL OR last_snapshot_at <= %s "
-                f"FROM {Market._meta.db_table} WHERE ticker = ANY(%s)",
-                [heartbeat_before, tickers],
+                f"FROM {Market._meta.db_table} WHERE ticker = ANY({tickers_sql})",
+                [heartbeat_before, param],
             )
             rows = cursor.fetchall()
     else:

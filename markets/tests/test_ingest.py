@@ -133,6 +133,18 @@ def test_an_infinite_count_on_a_known_market_skips_only_that_market(
     assert latest.volume == Decimal("123456.00")
 
 
+def test_a_ticker_with_a_comma_is_still_recognised(kalshi_client, kalshi_fixture, live_markets):
+    # The known-market look-up sends a page's tickers comma-joined; a comma in one falls back.
+    markets = json.loads(json.dumps(live_markets))
+    markets[0]["ticker"] = "ODD,TICKER"
+    client = kalshi_client(_exchange(kalshi_fixture, [markets]))
+    with time_machine.travel("2026-10-06 07:00:00Z", tick=False):
+        ingest.run_poll_cycle(client=client)
+    with time_machine.travel("2026-10-06 07:00:15Z", tick=False):
+        run = ingest.run_poll_cycle(client=client)
+    assert (run.markets_created, run.unchanged_skipped, run.snapshots_written) == (0, 2, 0)
+
+
 def test_it_is_idempotent_over_the_same_page(kalshi_client, kalshi_fixture, live_markets):
     client = kalshi_client(_exchange(kalshi_fixture, [live_markets + live_markets]))
     ingest.run_poll_cycle(client=client)
