@@ -14,6 +14,7 @@ This module imports Django only inside `KalshiClient.from_settings()`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -653,11 +654,21 @@ class MarketsPage:
     """One page of markets: quotes parsed for all, full objects parsed on demand."""
 
     quotes: list[KalshiQuote]
-    # Each market's JSON exactly as received, keyed by ticker.
-    raw: dict[str, bytes]
     skipped: list[SkippedObject]
     cursor: str | None
     received_at: datetime
+    # The response body, when every market in it decoded as a quote: `raw` is cut from it on demand.
+    body: bytes | None = None
+    raw_by_ticker: dict[str, bytes] | None = None
+
+    @property
+    def raw(self) -> dict[str, bytes]:
+        """Each market's JSON exactly as received, keyed by ticker."""
+        if self.raw_by_ticker is None:
+            objects = _LIST_PAGE.decode(self.body or b"{}").markets or []
+            # The body decoded as quotes, one per object in order, so they pair up.
+            self.raw_by_ticker = {q.ticker: bytes(data) for q, data in zip(self.quotes, objects, strict=True)}
+        return self.raw_by_ticker
 
     def market(self, ticker: str) -> KalshiMarket:
         """The full market object; raises MalformedPayload if its metadata does not parse."""
@@ -694,6 +705,15 @@ class _ListPage(msgspec.Struct):
     markets: list[msgspec.Raw] | None = None
     events: list[msgspec.Raw] | None = None
     trades: list[msgspec.Raw] | None = None
+
+
+class _QuotesPage(msgspec.Struct):
+    cursor: str | None = None
+    markets: list[KalshiQuote] | None = None
+
+
+_LIST_PAGE = msgspec.json.Decoder(_ListPage)
+_QUOTES_PAGE = msgspec.json.Decoder(_QuotesPage)
 
 
 class _MarketEnvelope(msgspec.Struct):
@@ -1219,7 +1239,14 @@ class KalshiClient:
         decoded: T = self._send(path, params, type_)
         return decoded
 
-    def _send(self, path: str, params: Mapping[str, Any] | None, type_: type[Any] | None) -> Any:
+    def _send(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        type_: type[Any] | None,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> Any:
+        """GET with retries; the body decoded as `type_`, or by `decode` (which may raise _Garbled)."""
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         request = self._http.build_request("GET", path, params=clean)
         where = _describe("GET", request.url)
@@ -1258,10 +1285,12 @@ class KalshiClient:
                     status_code=response.status_code,
                     attempts=attempt + 1,
                 )
-            if type_ is None:
-                return response.content
+            if decode is None:
+                if type_ is None:
+                    return response.content
+                decode = functools.partial(self._decode, type_=type_, path=path)
             try:
-                return self._decode(response.content, type_, path)
+                return decode(response.content)
             except _Garbled as exc:
                 last_problem = f"the response body was malformed JSON, cut short or garbled ({exc})"
                 last_status, garbled = None, True
@@ -1340,20 +1369,40 @@ class KalshiClient:
         return self._markets_page("/markets", params)
 
     def _markets_page(self, path: str, params: Mapping[str, Any]) -> MarketsPage:
-        page = self.get(path, _ListPage, params)
-        received_at = datetime.now(UTC)
-        if page.markets is None:
-            raise KalshiError(
-                f"GET {self.base_url}{path} returned no 'markets' list.", url=f"{self.base_url}{path}"
+        def decode(body: bytes) -> MarketsPage:
+            # Usually every market on a page is well formed: then one decode of the whole body
+            # gives every quote, and each market's JSON is cut out only if someone asks for it
+            # (`MarketsPage.raw`: new or changed markets, raw snapshots). That is a third of the
+            # cost of decoding each market on its own, which is what a page with a malformed
+            # market falls back to, so that one bad market costs only itself.
+            try:
+                fast = _QUOTES_PAGE.decode(body)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                fast = None
+            if fast is not None and fast.markets is not None:
+                return MarketsPage(
+                    quotes=fast.markets,
+                    skipped=[],
+                    cursor=fast.cursor or None,
+                    received_at=datetime.now(UTC),
+                    body=body,
+                )
+            page: _ListPage = self._decode(body, _ListPage, path)
+            if page.markets is None:
+                raise KalshiError(
+                    f"GET {self.base_url}{path} returned no 'markets' list.", url=f"{self.base_url}{path}"
+                )
+            quotes, pairs, skipped = _parse_each(page.markets, KalshiQuote)
+            return MarketsPage(
+                quotes=quotes,
+                skipped=skipped,
+                cursor=page.cursor or None,
+                received_at=datetime.now(UTC),
+                raw_by_ticker={obj.ticker: bytes(data) for data, obj in pairs},
             )
-        quotes, pairs, skipped = _parse_each(page.markets, KalshiQuote)
-        return MarketsPage(
-            quotes=quotes,
-            raw={obj.ticker: bytes(data) for data, obj in pairs},
-            skipped=skipped,
-            cursor=page.cursor or None,
-            received_at=received_at,
-        )
+
+        markets_page: MarketsPage = self._send(path, params, None, decode)
+        return markets_page
 
     def iter_markets_pages(self, **filters: Any) -> Iterator[MarketsPage]:
         """Every page of GET /markets for the filters, following the cursor to the end."""
