@@ -590,10 +590,10 @@ def record_page(
     snapshots: list[tuple[str, tuple[str | None, ...]]] = []
     for ticker, q in quotes.items():
         k = known.get(ticker)
-        digest = q.quote_digest()
+        digest, state = q.digests()
         due = k is None or k[1] != digest or k[3]
         try:
-            if k is None or k[2] != q.state_digest():
+            if k is None or k[2] != state:
                 km = page.market(ticker)
                 texts = q.checked_texts()
                 full.append((km, due))

@@ -319,6 +319,22 @@ def test_it_rejects_a_price_outside_zero_to_one(kalshi_client, kalshi_fixture):
 
 
 @pytest.mark.parametrize(
+    "fixture",
+    ["2026-10_markets_page.json", "2026-08_markets_settled.json", "legacy_2026-01_markets_page.json"],
+)
+@pytest.mark.parametrize("strip_dollars", [False, True])
+def test_digests_is_quote_digest_and_state_digest(kalshi_client, kalshi_fixture, fixture, strip_dollars):
+    markets = kalshi_fixture(fixture)["markets"]
+    if strip_dollars:  # some quote strings missing: the legacy integers count too
+        markets = [without_dollar_fields(m) for m in markets]
+    client = kalshi_client(routes({"/markets": {"markets": markets, "cursor": ""}}))
+    quotes = client.get_markets_page().quotes
+    assert quotes
+    for quote in quotes:
+        assert quote.digests() == (quote.quote_digest(), quote.state_digest())
+
+
+@pytest.mark.parametrize(
     ("field", "text"),
     [
         ("yes_bid_dollars", "0.5"),
