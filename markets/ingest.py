@@ -508,10 +508,12 @@ def _update_quotes(updates: Sequence[tuple[int, Sequence[str | None], int, datet
                 # In the same round trip: a caller may update twice in one transaction.
                 "TRUNCATE _ki_quote_in"
             )
-            stamp = updates[0][3].isoformat()
+            first = updates[0][3]
+            stamp = first.isoformat()
+            # The poller passes one datetime object for a whole page: `is` spares a comparison.
             lines = [
                 f"{market_id}\t{_copy_values(texts)}\t{digest}\t"
-                + (stamp if at == updates[0][3] else at.isoformat())
+                f"{stamp if at is first or at == first else at.isoformat()}"
                 for market_id, texts, digest, at in updates
             ]
             lines.append("")
@@ -636,18 +638,14 @@ def record_page(
                 )
             )
         _update_quotes(quick)
-        stats.snapshots_written = write_snapshots(
-            [
-                SnapshotRow(
-                    market_id=ids[ticker],
-                    captured_at=captured_at,
-                    source=SnapshotSource.POLL,
-                    quote=texts,
-                    raw=page.raw[ticker] if store_raw else None,
-                )
-                for ticker, texts in snapshots
-            ]
-        )
+        # Positional arguments: half the cost of keywords for up to 1000 rows a page.
+        poll = SnapshotSource.POLL
+        if store_raw:
+            raws = page.raw
+            rows_out = [SnapshotRow(ids[t], captured_at, poll, texts, raws[t]) for t, texts in snapshots]
+        else:
+            rows_out = [SnapshotRow(ids[t], captured_at, poll, texts) for t, texts in snapshots]
+        stats.snapshots_written = write_snapshots(rows_out)
     return stats
 
 
