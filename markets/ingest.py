@@ -16,9 +16,11 @@ at a time, so memory stays flat however many markets Kalshi lists.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -570,6 +572,26 @@ def _known_markets(tickers: list[str], *, heartbeat_before: datetime) -> dict[st
     return {row[0]: row[1:] for row in rows}
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while one page is processed.
+
+    A page allocates a few tuples and rows per market that live until the page is written, so the
+    collector kept promoting them and every few pages ran a full collection over the whole
+    process (Django and all): ~0.1 s CPU per 100k-market cycle spent finding no garbage, since
+    what a page allocates holds no reference cycles and is freed by reference counting. The
+    collector runs as usual between pages.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def record_page(
     page: MarketsPage,
     *,
@@ -686,7 +708,8 @@ def run_poll_cycle(
         last_line = time.monotonic()
         try:
             for page in client.iter_markets_pages(status="open", mve_filter="exclude"):
-                stats = record_page(page)
+                with _gc_paused():
+                    stats = record_page(page)
                 totals.add(stats)
                 run.pages += 1
                 _copy_stats(run, totals, client.requests_made - requests_before)
