@@ -16,9 +16,11 @@ at a time, so memory stays flat however many markets Kalshi lists.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -345,15 +347,15 @@ class SnapshotRow:
     raw: RawJson | None = None
 
 
-def _copy_value(value: object) -> str:
-    return "\\N" if value is None else str(value)
-
-
 def _copy_values(values: Sequence[object]) -> str:
     """Tab-separated COPY text; exact decimal strings pass through untouched."""
-    if None not in values and all(type(v) is str for v in values):
-        return "\t".join(values)  # type: ignore[arg-type]
-    return "\t".join([_copy_value(v) for v in values])
+    if values and type(values[0]) is str:
+        # The poller's rows: usually all strings, joined without a Python call per value.
+        try:
+            return "\t".join(values)  # type: ignore[arg-type]
+        except TypeError:  # a None (or a Decimal) further on
+            pass
+    return "\t".join(["\\N" if v is None else str(v) for v in values])
 
 
 def _copy_json(raw: RawJson | None) -> str:
@@ -460,17 +462,20 @@ def _copy_snapshots(rows: Sequence[SnapshotRow], *, ignore_conflicts: bool) -> i
     table = MarketSnapshot._meta.db_table
     with_raw = any(r.raw is not None for r in rows)
     columns = ", ".join((*SNAPSHOT_COLUMNS, "raw") if with_raw else SNAPSHOT_COLUMNS)
-    # The staging table empties at commit, so COPY and INSERT must share one transaction.
-    with transaction.atomic(), connection.cursor() as cursor:
+    # The staging table empties at commit, so COPY and INSERT must share one transaction. No
+    # savepoint: nothing here recovers from an error, and inside the poller's per-page transaction
+    # a savepoint cost two more round trips per page.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         target = table
         if ignore_conflicts:
             # Only the copied columns: a LIKE copy would carry `id` as NOT NULL without its identity.
+            # ON COMMIT DELETE ROWS only empties it at commit; a caller may batch in one transaction.
+            # (Two statements in one round trip.)
             cursor.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _ki_snapshot_in ON COMMIT DELETE ROWS AS "
-                f"SELECT {', '.join((*SNAPSHOT_COLUMNS, 'raw'))} FROM {table} WITH NO DATA"
+                f"SELECT {', '.join((*SNAPSHOT_COLUMNS, 'raw'))} FROM {table} WITH NO DATA; "
+                "TRUNCATE _ki_snapshot_in"
             )
-            # ON COMMIT DELETE ROWS only empties it at commit; a caller may batch in one transaction.
-            cursor.execute("TRUNCATE _ki_snapshot_in")
             target = "_ki_snapshot_in"
         with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
             for chunk in _copy_lines(rows, with_raw=with_raw):
@@ -501,13 +506,16 @@ def _update_quotes(updates: Sequence[tuple[int, Sequence[str | None], int, datet
                 "last_price numeric, yes_bid_size numeric, yes_ask_size numeric, volume numeric, "
                 "volume_24h numeric, open_interest numeric, previous_yes_bid numeric, "
                 "previous_yes_ask numeric, previous_price numeric, quote_digest bigint, "
-                "last_snapshot_at timestamptz) ON COMMIT DELETE ROWS"
+                "last_snapshot_at timestamptz) ON COMMIT DELETE ROWS; "
+                # In the same round trip: a caller may update twice in one transaction.
+                "TRUNCATE _ki_quote_in"
             )
-            cursor.execute("TRUNCATE _ki_quote_in")
-            stamp = updates[0][3].isoformat()
+            first = updates[0][3]
+            stamp = first.isoformat()
+            # The poller passes one datetime object for a whole page: `is` spares a comparison.
             lines = [
                 f"{market_id}\t{_copy_values(texts)}\t{digest}\t"
-                + (stamp if at == updates[0][3] else at.isoformat())
+                f"{stamp if at is first or at == first else at.isoformat()}"
                 for market_id, texts, digest, at in updates
             ]
             lines.append("")
@@ -537,13 +545,21 @@ def _known_markets(tickers: list[str], *, heartbeat_before: datetime) -> dict[st
     Maps ticker → (id, quote digest, state digest, heartbeat due).
     """
     if connection.vendor == "postgresql":
-        # One array parameter instead of a thousand placeholders: a third of the cost per page.
+        # One parameter instead of a thousand placeholders: a third of the cost per page. The
+        # tickers go as one comma-separated string rather than a list: psycopg adapts a list
+        # element by element (a regex per ticker to decide its quoting), which cost 2.5 times
+        # this whole query. Kalshi's tickers have no commas; a page where one did falls back.
+        joined = ",".join(tickers)
+        if joined.count(",") == len(tickers) - 1:
+            tickers_sql, param = "string_to_array(%s, ',')", joined
+        else:
+            tickers_sql, param = "%s", tickers  # type: ignore[assignment]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT ticker, id, quote_digest, state_digest, "
                 f"last_snapshot_at IS NULL OR last_snapshot_at <= %s "
-                f"FROM {Market._meta.db_table} WHERE ticker = ANY(%s)",
-                [heartbeat_before, tickers],
+                f"FROM {Market._meta.db_table} WHERE ticker = ANY({tickers_sql})",
+                [heartbeat_before, param],
             )
             rows = cursor.fetchall()
     else:
@@ -554,6 +570,26 @@ def _known_markets(tickers: list[str], *, heartbeat_before: datetime) -> dict[st
             .values_list("ticker", "id", "quote_digest", "state_digest", "heartbeat_due")
         )
     return {row[0]: row[1:] for row in rows}
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while one page is processed.
+
+    A page allocates a few tuples and rows per market that live until the page is written, so the
+    collector kept promoting them and every few pages ran a full collection over the whole
+    process (Django and all): ~0.1 s CPU per 100k-market cycle spent finding no garbage, since
+    what a page allocates holds no reference cycles and is freed by reference counting. The
+    collector runs as usual between pages.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def record_page(
@@ -578,10 +614,10 @@ def record_page(
     snapshots: list[tuple[str, tuple[str | None, ...]]] = []
     for ticker, q in quotes.items():
         k = known.get(ticker)
-        digest = q.quote_digest()
+        digest, state = q.digests()
         due = k is None or k[1] != digest or k[3]
         try:
-            if k is None or k[2] != q.state_digest():
+            if k is None or k[2] != state:
                 km = page.market(ticker)
                 texts = q.checked_texts()
                 full.append((km, due))
@@ -624,18 +660,14 @@ def record_page(
                 )
             )
         _update_quotes(quick)
-        stats.snapshots_written = write_snapshots(
-            [
-                SnapshotRow(
-                    market_id=ids[ticker],
-                    captured_at=captured_at,
-                    source=SnapshotSource.POLL,
-                    quote=texts,
-                    raw=page.raw[ticker] if store_raw else None,
-                )
-                for ticker, texts in snapshots
-            ]
-        )
+        # Positional arguments: half the cost of keywords for up to 1000 rows a page.
+        poll = SnapshotSource.POLL
+        if store_raw:
+            raws = page.raw
+            rows_out = [SnapshotRow(ids[t], captured_at, poll, texts, raws[t]) for t, texts in snapshots]
+        else:
+            rows_out = [SnapshotRow(ids[t], captured_at, poll, texts) for t, texts in snapshots]
+        stats.snapshots_written = write_snapshots(rows_out)
     return stats
 
 
@@ -676,7 +708,8 @@ def run_poll_cycle(
         last_line = time.monotonic()
         try:
             for page in client.iter_markets_pages(status="open", mve_filter="exclude"):
-                stats = record_page(page)
+                with _gc_paused():
+                    stats = record_page(page)
                 totals.add(stats)
                 run.pages += 1
                 _copy_stats(run, totals, client.requests_made - requests_before)

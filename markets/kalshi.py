@@ -14,6 +14,7 @@ This module imports Django only inside `KalshiClient.from_settings()`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -450,9 +451,28 @@ _QUOTE_LEGACY_FIELDS = (
 _QUOTE_IS_PRICE = (True, True, True, True, True, False, False, False, False, False, True, True, True)
 
 
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
+
+
 def _digest(text: str) -> int:
     # blake2b rather than hash(): str hashes are salted per process, and these digests are stored.
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+    # (Two digests per market per cycle: the module-level names save the attribute look-ups.)
+    return _from_bytes(_blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+# The 13 quote strings joined by \x1f, when each is written plainly: prices 0 to 1 and counts as
+# ASCII digits with an optional fraction (no sign, exponent, spaces or NaN). Such a string is exactly
+# what Decimal reads it as, and in range, so it needs no Decimal at all; anything else takes the full
+# check in `KalshiQuote._parse`.
+_PLAIN_PRICE = r"(?:0(?:\.[0-9]+)?|1(?:\.0+)?)"
+_PLAIN_COUNT = r"[0-9]+(?:\.[0-9]+)?"
+_PLAIN_QUOTE = re.compile("\x1f".join([_PLAIN_PRICE] * 5 + [_PLAIN_COUNT] * 5 + [_PLAIN_PRICE] * 3))
+
+
+def _plain_zero(text: str) -> bool:
+    """Whether a plainly written value (see _PLAIN_QUOTE) is zero."""
+    return not text.strip("0.")
 
 
 class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
@@ -530,6 +550,22 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
         """A stable digest of what says the market's metadata may have changed."""
         return _digest(f"{self.updated_time}\x1f{self.status}\x1f{self.result}")
 
+    def digests(self) -> tuple[int, int]:
+        """`(quote_digest(), state_digest())` in one call.
+
+        The poller computes both for every listed market on every cycle, where the Python calls
+        around the two blake2b hashes cost as much as the hashing: this is the same arithmetic
+        inlined for the usual shape (every quote string present).
+        """
+        texts = self._texts()
+        if None in texts:
+            return self.quote_digest(), self.state_digest()
+        quote = _blake2b("\x1f".join(texts).encode(), digest_size=8).digest()  # type: ignore[arg-type]
+        state = _blake2b(
+            f"{self.updated_time}\x1f{self.status}\x1f{self.result}".encode(), digest_size=8
+        ).digest()
+        return _from_bytes(quote, "big", signed=True), _from_bytes(state, "big", signed=True)
+
     def values(self) -> tuple[Decimal | None, ...]:
         """The 13 quote values as validated Decimals, in `QUOTE_VALUE_NAMES` order.
 
@@ -543,8 +579,17 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
 
         Kalshi's own strings when they need no change, so a writer can pass them on unformatted.
         """
-        values, normalised = self._parse()
         texts = self._texts()
+        if (
+            None not in texts
+            and _PLAIN_QUOTE.fullmatch("\x1f".join(texts))  # type: ignore[arg-type]
+            # Neither of the zeros `_parse` normalises (previous_yes_ask, a legacy yes_ask).
+            and not _plain_zero(texts[11])  # type: ignore[arg-type]
+            and not (self.yes_ask is not None and _plain_zero(texts[1]))  # type: ignore[arg-type]
+        ):
+            # Most changed markets on every cycle: valid as written, no Decimal needed.
+            return texts
+        values, normalised = self._parse()
         if None not in texts and not normalised:
             return texts
         return tuple(None if v is None else str(v) for v in values)
@@ -556,15 +601,22 @@ class KalshiQuote(msgspec.Struct, kw_only=True, gc=False):
             if None not in texts:  # the current shape: every field present
                 present = tuple(map(Decimal, texts))  # type: ignore[arg-type]
                 # One comparison per bound for all 13 values; NaN makes them raise, and an
-                # infinity is out of range, so no separate finiteness check is needed.
-                in_range = min(present) >= ZERO and max(present[:5] + present[10:]) <= ONE
+                # infinity is out of range, except a count's +Infinity: the largest count must
+                # also be finite (PostgreSQL's numeric(20, 2) would refuse the whole page).
+                in_range = (
+                    min(present) >= ZERO
+                    and max(present[:5] + present[10:]) <= ONE
+                    and max(present[5:10]).is_finite()
+                )
                 values = present
             else:
                 values = tuple(self._value(i, text) for i, text in enumerate(texts))
                 in_range = False
             if not in_range:
                 for i, value in enumerate(values):
-                    if value is not None and (value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE)):
+                    if value is not None and (
+                        value < ZERO or (_QUOTE_IS_PRICE[i] and value > ONE) or not value.is_finite()
+                    ):
                         raise MalformedPayload(f"{_QUOTE_STRING_FIELDS[i]}={value} is out of range")
         except ArithmeticError:
             bad = next((t for t in texts if t is not None and not _is_finite_decimal(t)), "?")
@@ -618,11 +670,21 @@ class MarketsPage:
     """One page of markets: quotes parsed for all, full objects parsed on demand."""
 
     quotes: list[KalshiQuote]
-    # Each market's JSON exactly as received, keyed by ticker.
-    raw: dict[str, bytes]
     skipped: list[SkippedObject]
     cursor: str | None
     received_at: datetime
+    # The response body, when every market in it decoded as a quote: `raw` is cut from it on demand.
+    body: bytes | None = None
+    raw_by_ticker: dict[str, bytes] | None = None
+
+    @property
+    def raw(self) -> dict[str, bytes]:
+        """Each market's JSON exactly as received, keyed by ticker."""
+        if self.raw_by_ticker is None:
+            objects = _LIST_PAGE.decode(self.body or b"{}").markets or []
+            # The body decoded as quotes, one per object in order, so they pair up.
+            self.raw_by_ticker = {q.ticker: bytes(data) for q, data in zip(self.quotes, objects, strict=True)}
+        return self.raw_by_ticker
 
     def market(self, ticker: str) -> KalshiMarket:
         """The full market object; raises MalformedPayload if its metadata does not parse."""
@@ -659,6 +721,15 @@ class _ListPage(msgspec.Struct):
     markets: list[msgspec.Raw] | None = None
     events: list[msgspec.Raw] | None = None
     trades: list[msgspec.Raw] | None = None
+
+
+class _QuotesPage(msgspec.Struct):
+    cursor: str | None = None
+    markets: list[KalshiQuote] | None = None
+
+
+_LIST_PAGE = msgspec.json.Decoder(_ListPage)
+_QUOTES_PAGE = msgspec.json.Decoder(_QuotesPage)
 
 
 class _MarketEnvelope(msgspec.Struct):
@@ -1184,7 +1255,14 @@ class KalshiClient:
         decoded: T = self._send(path, params, type_)
         return decoded
 
-    def _send(self, path: str, params: Mapping[str, Any] | None, type_: type[Any] | None) -> Any:
+    def _send(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        type_: type[Any] | None,
+        decode: Callable[[bytes], Any] | None = None,
+    ) -> Any:
+        """GET with retries; the body decoded as `type_`, or by `decode` (which may raise _Garbled)."""
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         request = self._http.build_request("GET", path, params=clean)
         where = _describe("GET", request.url)
@@ -1223,10 +1301,12 @@ class KalshiClient:
                     status_code=response.status_code,
                     attempts=attempt + 1,
                 )
-            if type_ is None:
-                return response.content
+            if decode is None:
+                if type_ is None:
+                    return response.content
+                decode = functools.partial(self._decode, type_=type_, path=path)
             try:
-                return self._decode(response.content, type_, path)
+                return decode(response.content)
             except _Garbled as exc:
                 last_problem = f"the response body was malformed JSON, cut short or garbled ({exc})"
                 last_status, garbled = None, True
@@ -1305,20 +1385,40 @@ class KalshiClient:
         return self._markets_page("/markets", params)
 
     def _markets_page(self, path: str, params: Mapping[str, Any]) -> MarketsPage:
-        page = self.get(path, _ListPage, params)
-        received_at = datetime.now(UTC)
-        if page.markets is None:
-            raise KalshiError(
-                f"GET {self.base_url}{path} returned no 'markets' list.", url=f"{self.base_url}{path}"
+        def decode(body: bytes) -> MarketsPage:
+            # Usually every market on a page is well formed: then one decode of the whole body
+            # gives every quote, and each market's JSON is cut out only if someone asks for it
+            # (`MarketsPage.raw`: new or changed markets, raw snapshots). That is a third of the
+            # cost of decoding each market on its own, which is what a page with a malformed
+            # market falls back to, so that one bad market costs only itself.
+            try:
+                fast = _QUOTES_PAGE.decode(body)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                fast = None
+            if fast is not None and fast.markets is not None:
+                return MarketsPage(
+                    quotes=fast.markets,
+                    skipped=[],
+                    cursor=fast.cursor or None,
+                    received_at=datetime.now(UTC),
+                    body=body,
+                )
+            page: _ListPage = self._decode(body, _ListPage, path)
+            if page.markets is None:
+                raise KalshiError(
+                    f"GET {self.base_url}{path} returned no 'markets' list.", url=f"{self.base_url}{path}"
+                )
+            quotes, pairs, skipped = _parse_each(page.markets, KalshiQuote)
+            return MarketsPage(
+                quotes=quotes,
+                skipped=skipped,
+                cursor=page.cursor or None,
+                received_at=datetime.now(UTC),
+                raw_by_ticker={obj.ticker: bytes(data) for data, obj in pairs},
             )
-        quotes, pairs, skipped = _parse_each(page.markets, KalshiQuote)
-        return MarketsPage(
-            quotes=quotes,
-            raw={obj.ticker: bytes(data) for data, obj in pairs},
-            skipped=skipped,
-            cursor=page.cursor or None,
-            received_at=received_at,
-        )
+
+        markets_page: MarketsPage = self._send(path, params, None, decode)
+        return markets_page
 
     def iter_markets_pages(self, **filters: Any) -> Iterator[MarketsPage]:
         """Every page of GET /markets for the filters, following the cursor to the end."""

@@ -112,6 +112,39 @@ def test_it_skips_a_malformed_market_and_keeps_the_rest(kalshi_client, kalshi_fi
     assert list(Market.objects.values_list("ticker", flat=True)) == [broken[1]["ticker"]]
 
 
+def test_an_infinite_count_on_a_known_market_skips_only_that_market(
+    kalshi_client, kalshi_fixture, live_markets
+):
+    # A known market whose metadata did not change takes the quick path (quote only); an
+    # "Infinity" count there once reached COPY, and numeric(20, 2) refused the whole page.
+    pages = [json.loads(json.dumps(live_markets))]
+    client = kalshi_client(_exchange(kalshi_fixture, pages))
+    with time_machine.travel("2026-10-06 07:00:00Z", tick=False):
+        ingest.run_poll_cycle(client=client)
+    pages[0][0]["volume_fp"] = "Infinity"
+    pages[0][1]["volume_fp"] = "123456.00"
+    with time_machine.travel("2026-10-06 07:00:15Z", tick=False):
+        run = ingest.run_poll_cycle(client=client)
+
+    assert run.outcome == PollOutcome.PARTIAL
+    assert run.errors == 1 and pages[0][0]["ticker"] in run.error_messages[0]
+    assert run.snapshots_written == 1
+    latest = MarketSnapshot.objects.filter(market__ticker=pages[0][1]["ticker"]).latest("captured_at")
+    assert latest.volume == Decimal("123456.00")
+
+
+def test_a_ticker_with_a_comma_is_still_recognised(kalshi_client, kalshi_fixture, live_markets):
+    # The known-market look-up sends a page's tickers comma-joined; a comma in one falls back.
+    markets = json.loads(json.dumps(live_markets))
+    markets[0]["ticker"] = "ODD,TICKER"
+    client = kalshi_client(_exchange(kalshi_fixture, [markets]))
+    with time_machine.travel("2026-10-06 07:00:00Z", tick=False):
+        ingest.run_poll_cycle(client=client)
+    with time_machine.travel("2026-10-06 07:00:15Z", tick=False):
+        run = ingest.run_poll_cycle(client=client)
+    assert (run.markets_created, run.unchanged_skipped, run.snapshots_written) == (0, 2, 0)
+
+
 def test_it_is_idempotent_over_the_same_page(kalshi_client, kalshi_fixture, live_markets):
     client = kalshi_client(_exchange(kalshi_fixture, [live_markets + live_markets]))
     ingest.run_poll_cycle(client=client)

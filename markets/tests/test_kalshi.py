@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import socket
 import threading
 import time
@@ -315,6 +316,70 @@ def test_it_rejects_a_price_outside_zero_to_one(kalshi_client, kalshi_fixture):
         page.quotes[0].values()
     assert page.full_markets() == []
     assert "outside [0, 1]" in page.skipped[0].reason
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    ["2026-10_markets_page.json", "2026-08_markets_settled.json", "legacy_2026-01_markets_page.json"],
+)
+@pytest.mark.parametrize("strip_dollars", [False, True])
+def test_digests_is_quote_digest_and_state_digest(kalshi_client, kalshi_fixture, fixture, strip_dollars):
+    markets = kalshi_fixture(fixture)["markets"]
+    if strip_dollars:  # some quote strings missing: the legacy integers count too
+        markets = [without_dollar_fields(m) for m in markets]
+    client = kalshi_client(routes({"/markets": {"markets": markets, "cursor": ""}}))
+    quotes = client.get_markets_page().quotes
+    assert quotes
+    for quote in quotes:
+        assert quote.digests() == (quote.quote_digest(), quote.state_digest())
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("yes_bid_dollars", "0.5"),
+        ("yes_bid_dollars", "1"),
+        ("yes_bid_dollars", "1.0000"),
+        ("yes_bid_dollars", "0"),
+        ("yes_bid_dollars", "00.5"),
+        ("yes_bid_dollars", "5E-1"),
+        ("yes_bid_dollars", "+0.5"),
+        ("yes_bid_dollars", " 0.5"),
+        ("yes_bid_dollars", "0.5_0"),
+        ("yes_bid_dollars", "\u0660.5"),
+        ("yes_bid_dollars", "1.0001"),
+        ("yes_bid_dollars", "-0"),
+        ("yes_bid_dollars", "NaN"),
+        ("yes_bid_dollars", "0."),
+        ("yes_ask_dollars", "0.0000"),
+        ("volume_fp", "123456789.25"),
+        ("volume_fp", "1e3"),
+        ("volume_fp", "-1.00"),
+        ("volume_fp", "Infinity"),
+        ("previous_yes_ask_dollars", "0.0000"),
+        ("previous_yes_ask_dollars", "0"),
+        ("previous_yes_ask_dollars", "0.0100"),
+    ],
+)
+@pytest.mark.parametrize("legacy", [False, True])
+def test_checked_texts_agree_with_the_decimal_values(kalshi_client, kalshi_fixture, field, text, legacy):
+    """Plainly written quotes skip Decimal in checked_texts(); whatever the text, the outcome is
+    exactly that of the full check in values(): the same numbers, or the same refusal."""
+    market = dict(kalshi_fixture("2026-10_markets_page.json")["markets"][0], **{field: text})
+    if legacy:  # the Jan-2026 shape: integer cents next to the dollar strings
+        market.update(yes_ask=0 if market["yes_ask_dollars"] == "0.0000" else 50)
+    client = kalshi_client(routes({"/markets": {"markets": [market], "cursor": ""}}))
+    quote = client.get_markets_page().quotes[0]
+
+    try:
+        values = quote.values()
+    except MalformedPayload as exc:
+        with pytest.raises(MalformedPayload, match=re.escape(str(exc))):
+            quote.checked_texts()
+        return
+    texts = quote.checked_texts()
+    assert [None if t is None else D(t) for t in texts] == list(values)
+    assert all(t is None or D(t).is_finite() for t in texts)
 
 
 # --------------------------------------------------------------------------------------------------
