@@ -990,27 +990,39 @@ def _vwap(ledger_amount: int | np.integer[Any], qty_centi: int | np.integer[Any]
 # --------------------------------------------------------------------------------------------------
 
 
+def target_changes(panel: QuotePanel, target: Int8Array) -> IntArray:
+    """The rows where the target changes: where it differs from the row before, and at a market's
+    first row wherever it is not flat (each market starts flat). Ascending."""
+    n = len(panel)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    changed = np.empty(n, dtype=bool)
+    np.not_equal(target[1:], target[:-1], out=changed[1:])
+    first_rows = panel.starts[:-1][np.diff(panel.starts) > 0]
+    changed[first_rows] = target[first_rows] != 0
+    return np.flatnonzero(changed)
+
+
 def simulate_fills(
     panel: QuotePanel,
     target: Int8Array,
     config: BacktestConfig,
+    *,
+    changes: IntArray | None = None,
 ) -> FillArrays:
     """Turn a target side per row into fills at the next quote(s), honouring the book.
 
     The loop runs once per *change* of target, not once per quote: the first row at which the
     needed side of the book is present is looked up ("next row where ...", see next_ask_at).
+    `changes` must equal `target_changes(panel, target)`; a strategy that already knows its change
+    points passes them to spare a scan of every row.
     """
     n = len(panel)
     if n == 0:
         return FillArrays.empty()
     size = to_centi(config.contracts)
-    # The target changes where it differs from the row before, and at a market's first row
-    # wherever it is not flat (each market starts flat).
-    changed = np.empty(n, dtype=bool)
-    np.not_equal(target[1:], target[:-1], out=changed[1:])
-    first_rows = panel.starts[:-1][np.diff(panel.starts) > 0]
-    changed[first_rows] = target[first_rows] != 0
-    changes = np.flatnonzero(changed)
+    if changes is None:
+        changes = target_changes(panel, target)
     seg_last = panel.starts[1:] - 1  # last row of each market
     # An order from the target set at row k may execute at rows k+1 .. window_end (inclusive):
     # up to the next change in the same market, or the market's last row.
@@ -1710,8 +1722,12 @@ def run_backtest(
     config: BacktestConfig | None = None,
     progress: Callable[[float], None] | None = None,
     target: Int8Array | None = None,
+    changes: IntArray | None = None,
 ) -> BacktestResult:
-    """Run one strategy with one parameter set over a panel."""
+    """Run one strategy with one parameter set over a panel.
+
+    A precomputed `target` may come with its `changes` (see `target_changes`).
+    """
     from .strategies import get_strategy
 
     strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -1722,12 +1738,12 @@ def run_backtest(
     if flat:
         warnings.append("Series with Kalshi's flat fee table are charged the quadratic taker fee instead.")
     if target is None:
-        target = strat.target(panel, values)
+        target, changes = strat.target_and_changes(panel, values)
     if len(target) != len(panel):
         raise BacktestError(f"strategy {strat.name} returned {len(target)} targets for {len(panel)} quotes")
     if progress:
         progress(0.3)
-    fills = simulate_fills(panel, target, config)
+    fills = simulate_fills(panel, target, config, changes=changes)
     if progress:
         progress(0.6)
     curve_ns, curve_pnl, final, settled, final_pos = mark_to_market(panel, fills)

@@ -15,8 +15,17 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from .engine import BacktestConfig, BacktestError, QuotePanel, run_backtest, utc_from_ns
+from .engine import (
+    BacktestConfig,
+    BacktestError,
+    Int8Array,
+    IntArray,
+    QuotePanel,
+    run_backtest,
+    utc_from_ns,
+)
 from .strategies import ParameterError, Strategy, get_strategy
 
 # Metrics a sweep can rank by, and whether bigger is better.
@@ -146,6 +155,36 @@ def split_panels(panel: QuotePanel, split_ns: int) -> tuple[QuotePanel, QuotePan
     )
 
 
+class SubPanelChanges:
+    """Maps a target's change points on a panel to those of a sub-panel (`QuotePanel.take`) whose
+    rows are contiguous within each market, as both halves of a time split are.
+
+    Inside such a sub-panel a row's predecessor is its predecessor on the full panel, except at the
+    sub-panel's first row of each market, where a change means "not flat" (each market starts
+    flat): the full panel's changes minus those first rows, plus the first rows that are not flat.
+    This spares each run of a sweep a scan of every row for its change points.
+    """
+
+    def __init__(self, panel: QuotePanel, mask: npt.NDArray[np.bool_]) -> None:
+        self.mask = mask
+        # Row positions in the sub-panel (meaningful only where mask holds).
+        self.position = np.cumsum(mask, dtype=np.int64) - 1
+        first = np.zeros(len(panel), dtype=bool)
+        first[1:] = mask[1:] & ~mask[:-1]  # market boundaries are added next
+        first[panel.starts[:-1][np.diff(panel.starts) > 0]] = True
+        first &= mask
+        self.is_first = first
+        self.first_rows = np.flatnonzero(first)
+
+    def __call__(self, target: Int8Array, changes: IntArray) -> IntArray:
+        inner = changes[self.mask[changes] & ~self.is_first[changes]]
+        opened = self.first_rows[target[self.first_rows] != 0]
+        rows = np.concatenate([inner, opened])
+        rows.sort()
+        result: IntArray = self.position[rows]
+        return result
+
+
 def run_sweep(
     panel: QuotePanel,
     strategy: Strategy | str,
@@ -177,15 +216,31 @@ def run_sweep(
     if split_ns is not None:
         is_panel.prepare_for_sweeps()
         oos_panel.prepare_for_sweeps()
+        is_changes = SubPanelChanges(panel, is_mask)
+        oos_changes = SubPanelChanges(panel, oos_mask)
     rows: list[SweepRow] = []
     for i, params in enumerate(combos):
-        target = strat.target(panel, params)
+        target, changes = strat.target_and_changes(panel, params)
         if split_ns is None:
-            result = run_backtest(panel, strat, params, config=config, target=target)
+            result = run_backtest(panel, strat, params, config=config, target=target, changes=changes)
             rows.append(SweepRow(params=params, in_sample=result.metrics, out_of_sample=None))
         else:
-            ins = run_backtest(is_panel, strat, params, config=config, target=target[is_mask])
-            oos = run_backtest(oos_panel, strat, params, config=config, target=target[oos_mask])
+            ins = run_backtest(
+                is_panel,
+                strat,
+                params,
+                config=config,
+                target=target[is_mask],
+                changes=is_changes(target, changes),
+            )
+            oos = run_backtest(
+                oos_panel,
+                strat,
+                params,
+                config=config,
+                target=target[oos_mask],
+                changes=oos_changes(target, changes),
+            )
             rows.append(SweepRow(params=params, in_sample=ins.metrics, out_of_sample=oos.metrics))
         if progress:
             progress((i + 1) / len(combos))

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backtests.engine import target_changes
+
 if TYPE_CHECKING:
-    from backtests.engine import Int8Array, QuotePanel
+    from backtests.engine import Int8Array, IntArray, QuotePanel
 
 
 class ParameterError(ValueError):
@@ -121,6 +123,13 @@ class Strategy:
 
     def target(self, panel: QuotePanel, params: Mapping[str, Any]) -> Int8Array:
         raise NotImplementedError
+
+    def target_and_changes(self, panel: QuotePanel, params: Mapping[str, Any]) -> tuple[Int8Array, IntArray]:
+        """The target and the rows where it changes (`engine.target_changes`), which is what the
+        fill simulation iterates over. Strategies that find their change points on the way to the
+        target override this to save the engine a scan of every row."""
+        target = self.target(panel, params)
+        return target, target_changes(panel, target)
 
     @staticmethod
     def decimal(value: float) -> Decimal:

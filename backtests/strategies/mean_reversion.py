@@ -12,7 +12,7 @@ from backtests.engine import last_true
 from .base import Param, ParameterError, Strategy
 
 if TYPE_CHECKING:
-    from backtests.engine import FloatArray, Int8Array, QuotePanel
+    from backtests.engine import FloatArray, Int8Array, IntArray, QuotePanel
 
 
 def rolling_zscore(panel: QuotePanel, window: int) -> FloatArray:
@@ -92,6 +92,9 @@ class MeanReversion(Strategy):
             raise ParameterError(f"exit_z ({values['exit_z']}) must be below entry_z ({values['entry_z']})")
 
     def target(self, panel: QuotePanel, params: Mapping[str, Any]) -> Int8Array:
+        return self.target_and_changes(panel, params)[0]
+
+    def target_and_changes(self, panel: QuotePanel, params: Mapping[str, Any]) -> tuple[Int8Array, IntArray]:
         z = rolling_zscore(panel, params["window"])
         nan5 = panel.cache.get(("zscore-nan5", params["window"]))
         if nan5 is None:
@@ -110,7 +113,7 @@ class MeanReversion(Strategy):
             band[band == 4] = 3
         n = len(band)
         if n == 0:
-            return np.zeros(0, dtype=np.int8)
+            return np.zeros(0, dtype=np.int8), np.zeros(0, dtype=np.int64)
         first_row = panel.first_row
         new_run = np.empty(n, dtype=bool)
         new_run[0] = True
@@ -127,8 +130,14 @@ class MeanReversion(Strategy):
         long = b[last_true((b != 1) | first)] == 0
         short = b[last_true((b != 3) | first)] == 4
         compressed = long.view(np.int8) - short.view(np.int8)
+        step = np.diff(compressed, prepend=np.int8(0))
+        # The target can only change at a run start: where the run's side differs from the run
+        # before, or at a market's first run when it is not flat (each market starts flat), which
+        # is engine.target_changes, found here on the runs instead of on every row.
+        changed = step != 0
+        changed[first] = compressed[first] != 0
         # Expand the runs back to rows: a cumulative sum of the changes at run starts is several
         # times faster than np.repeat over ~1/3 as many runs as rows (values stay within int8).
         out = np.zeros(n, dtype=np.int8)
-        out[starts] = np.diff(compressed, prepend=np.int8(0))
-        return np.cumsum(out, dtype=np.int8)
+        out[starts] = step
+        return np.cumsum(out, dtype=np.int8), starts[changed]

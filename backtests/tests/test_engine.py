@@ -430,3 +430,30 @@ def test_a_sweep_gives_each_parameter_set_the_metrics_of_a_single_run(seed, oos_
         ins = backtests_engine.run_backtest(is_panel, "mean_reversion", row.params, target=target[is_mask])
         oos = backtests_engine.run_backtest(oos_panel, "mean_reversion", row.params, target=target[oos_mask])
         assert (row.in_sample, row.out_of_sample) == (ins.metrics, oos.metrics)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_change_points_handed_over_by_a_strategy_match_the_engines_own(seed):
+    """Mean reversion finds its change points on runs of quotes, and a sweep maps them onto the
+    halves of a time split: both must be exactly the rows `target_changes` finds by a full scan."""
+    from backtests.sweeps import SubPanelChanges, split_panels, split_time
+
+    rng = random.Random(seed)
+    df, infos = random_frame(rng, markets=8)
+    panel = QuotePanel.from_frame(df, infos)
+    strategy = get_strategy("mean_reversion")
+    for oos_fraction in (0.1, 0.3, 0.8):
+        split_ns = split_time(panel, oos_fraction)
+        assert split_ns is not None
+        is_panel, oos_panel, is_mask, oos_mask = split_panels(panel, split_ns)
+        halves = [(is_panel, is_mask), (oos_panel, oos_mask)]
+        for window, entry_z, exit_z, allow_no in ((3, 1.0, 0.0, True), (12, 1.8, 0.4, False)):
+            params = strategy.validate(
+                {"window": window, "entry_z": entry_z, "exit_z": exit_z, "allow_no": allow_no}
+            )
+            target, changes = strategy.target_and_changes(panel, params)
+            assert np.array_equal(target, strategy.target(panel, params))
+            assert np.array_equal(changes, backtests_engine.target_changes(panel, target))
+            for half, mask in halves:
+                mapped = SubPanelChanges(panel, mask)(target, changes)
+                assert np.array_equal(mapped, backtests_engine.target_changes(half, target[mask]))
