@@ -471,10 +471,26 @@ class QuotePanel:
         """Where the no mark changes and by how much."""
         return MarkSteps.build(self, self.no_mark)
 
+    @cached_property
+    def interleaved_marks(self) -> IntArray:
+        """Row r's NO mark at 2r and its YES mark at 2r + 1: valuing a position at a row is then
+        one gather from one cache line instead of a gather from each mark and a select."""
+        out = np.empty(2 * len(self), dtype=np.int64)
+        out[0::2] = self.no_mark
+        out[1::2] = self.yes_mark
+        return out
+
     def prepare_for_sweeps(self) -> None:
         """Build the per-row lookup arrays that many runs over this panel share: one gather per
         lookup instead of a binary search each run."""
-        for name in ("market_index", "next_ask_row", "next_bid_row", "time_rank", "sorted_time"):
+        for name in (
+            "market_index",
+            "next_ask_row",
+            "next_bid_row",
+            "time_rank",
+            "sorted_time",
+            "interleaved_marks",
+        ):
             getattr(self, name)
         self.yes_mark_steps.index_rows(len(self), self.time_rank)
         self.no_mark_steps.index_rows(len(self), self.time_rank)
@@ -1282,8 +1298,12 @@ def mark_to_market(
     stop = panel.valuation_stop
     seg_end = np.where(same_next, np.append(seg_row[1:], 0), stop[seg_mkt])
 
+    marks: IntArray | None = panel.__dict__.get("interleaved_marks")  # sweeps only: 2 per row
+
     def value(pos: IntArray, rows: IntArray) -> IntArray:
         """What holding `pos` is worth at `rows`."""
+        if marks is not None:
+            return np.abs(pos) * marks[2 * rows + (pos > 0)]
         return np.abs(pos) * np.where(pos > 0, panel.yes_mark[rows], panel.no_mark[rows])
 
     # Events of the curve: time, P&L change, and (on panels prepared for sweeps) a sort key
