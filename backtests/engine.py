@@ -627,9 +627,11 @@ class MarkSteps:
     delta: IntArray
     time: IntArray
     # For sweeps: the number of steps at or before each panel row (a gather instead of a search),
-    # and each step's sort key for the portfolio curve (see mark_to_market).
+    # and per step a row of (delta, time, sort key for the portfolio curve, see mark_to_market):
+    # a run gathers the steps inside its holding periods, and one gather of such rows touches a
+    # third of the cache lines that gathers from three arrays do.
     upto: npt.NDArray[np.int32] | None = None
-    key: IntArray | None = None
+    table: npt.NDArray[np.int64] | None = None
 
     @classmethod
     def build(cls, panel: QuotePanel, mark: IntArray) -> MarkSteps:
@@ -643,7 +645,7 @@ class MarkSteps:
             mask = np.zeros(n, dtype=bool)
             mask[self.rows] = True
             self.upto = np.cumsum(mask, dtype=np.int32)
-            self.key = 2 * time_rank[self.rows]
+            self.table = np.column_stack([self.delta, self.time, 2 * time_rank[self.rows]])
 
     def count_upto(self, rows: IntArray) -> npt.NDArray[np.signedinteger[Any]]:
         """How many steps are at or before each of `rows` (all >= 0)."""
@@ -1348,10 +1350,11 @@ def mark_to_market(
             hi_i = steps.count_upto(seg_end[sel] - 1)  # the first step at or after the period's end
             counts = hi_i - lo_i
             idx = _ranges(lo_i, counts)
-            step_d, step_t = steps.delta[idx], steps.time[idx]
-            if steps.key is not None:
-                step_key = steps.key[idx]
+            if steps.table is not None:
+                picked = steps.table.take(idx, axis=0)
+                step_d, step_t, step_key = picked[:, 0], picked[:, 1], picked[:, 2]
             else:
+                step_d, step_t = steps.delta[idx], steps.time[idx]
                 step_key = 2 * rank[steps.rows[idx]] if rank is not None else None
             step_held = np.repeat(held, counts)
         else:
