@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 
@@ -21,7 +21,22 @@ def _choices(options: dict[str, timedelta]) -> list[tuple[str, str]]:
     return [(name, name) for name in options]
 
 
-class CalibrationForm(forms.Form):
+class FilterForm(forms.Form):
+    # What an absent or empty parameter means: shown in the form and passed to the function alike.
+    defaults: ClassVar[dict[str, str]] = {}
+
+    def shown(self) -> dict[str, str]:
+        """Every field's value as typed (the template escapes it), or its default."""
+        return {name: self.data.get(name) or self.defaults.get(name, "") for name in self.fields}
+
+    def value(self, name: str) -> Any:
+        """A cleaned value, or the field's default (call after `is_valid()`)."""
+        return self.cleaned_data.get(name) or self.defaults.get(name)
+
+
+class CalibrationForm(FilterForm):
+    defaults = {"horizon": "1d", "bins": str(insights.DEFAULT_BINS)}
+
     horizon = forms.ChoiceField(
         choices=_choices(insights.HORIZONS), required=False, help_text="Mid this long before close."
     )
@@ -52,7 +67,7 @@ class CalibrationForm(forms.Form):
         data = self.cleaned_data
         after, before = data.get("closed_after"), data.get("closed_before")
         return {
-            "horizon": insights.HORIZONS[data.get("horizon") or "1d"],
+            "horizon": insights.HORIZONS[self.value("horizon")],
             "bins": data.get("bins") or insights.DEFAULT_BINS,
             "series": data.get("series") or None,
             "category": data.get("category") or None,
@@ -63,7 +78,9 @@ class CalibrationForm(forms.Form):
         }
 
 
-class MoversForm(forms.Form):
+class MoversForm(FilterForm):
+    defaults = {"window": "1h", "max_spread": "0.10", "limit": str(insights.DEFAULT_MOVERS)}
+
     window = forms.ChoiceField(choices=_choices(insights.MOVER_WINDOWS), required=False)
     series = forms.CharField(required=False, max_length=100, strip=True)
     category = forms.CharField(required=False, max_length=100, strip=True)
@@ -73,9 +90,9 @@ class MoversForm(forms.Form):
     def movers_kwargs(self) -> dict[str, Any]:
         """Arguments for `insights.movers` (call after `is_valid()`)."""
         data = self.cleaned_data
-        spread = data.get("max_spread") or "0.10"
+        spread = self.value("max_spread")
         return {
-            "window": insights.MOVER_WINDOWS[data.get("window") or "1h"],
+            "window": insights.MOVER_WINDOWS[self.value("window")],
             "series": data.get("series") or None,
             "category": data.get("category") or None,
             "max_spread": None if spread == "any" else Decimal(spread),

@@ -50,11 +50,6 @@ def _render(
     return render(request, page, {**context, **_filter_choices()}, status=status)
 
 
-def _current(request: HttpRequest, defaults: dict[str, str]) -> dict[str, str]:
-    """The filter values as typed (shown back in the form, escaped by the template), with defaults."""
-    return {name: request.GET.get(name) or default for name, default in defaults.items()}
-
-
 def _points(value: Decimal | None) -> str:
     return "–" if value is None else f"{value * 100:+.1f}"
 
@@ -65,18 +60,7 @@ def calibration_page(request: HtmxHttpRequest) -> HttpResponse:
     form = CalibrationForm(request.GET)
     context: dict[str, Any] = {
         "form": form,
-        "current": _current(
-            request,
-            {
-                "horizon": "1d",
-                "bins": str(insights.DEFAULT_BINS),
-                "series": "",
-                "category": "",
-                "closed_after": "",
-                "closed_before": "",
-                "max_quote_age": "",
-            },
-        ),
+        "current": form.shown(),
         "horizons": list(insights.HORIZONS),
         "quote_ages": list(insights.QUOTE_AGES),
         "min_bins": insights.MIN_BINS,
@@ -140,16 +124,7 @@ def movers_page(request: HtmxHttpRequest) -> HttpResponse:
     form = MoversForm(request.GET)
     context: dict[str, Any] = {
         "form": form,
-        "current": _current(
-            request,
-            {
-                "window": "1h",
-                "series": "",
-                "category": "",
-                "max_spread": "0.10",
-                "limit": str(insights.DEFAULT_MOVERS),
-            },
-        ),
+        "current": form.shown(),
         "windows": list(insights.MOVER_WINDOWS),
         "spreads": SPREADS,
         "max_movers": insights.MAX_MOVERS,
