@@ -35,7 +35,7 @@ class FilterForm(forms.Form):
 
 
 class CalibrationForm(FilterForm):
-    defaults = {"horizon": "1d", "bins": str(insights.DEFAULT_BINS)}
+    defaults = {"horizon": insights.DEFAULT_HORIZON, "bins": str(insights.DEFAULT_BINS)}
 
     horizon = forms.ChoiceField(
         choices=_choices(insights.HORIZONS), required=False, help_text="Mid this long before close."
@@ -79,7 +79,11 @@ class CalibrationForm(FilterForm):
 
 
 class MoversForm(FilterForm):
-    defaults = {"window": "1h", "max_spread": "0.10", "limit": str(insights.DEFAULT_MOVERS)}
+    defaults = {
+        "window": insights.DEFAULT_MOVER_WINDOW,
+        "max_spread": str(insights.DEFAULT_MOVER_SPREAD),
+        "limit": str(insights.DEFAULT_MOVERS),
+    }
 
     window = forms.ChoiceField(choices=_choices(insights.MOVER_WINDOWS), required=False)
     series = forms.CharField(required=False, max_length=100, strip=True)

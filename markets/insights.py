@@ -78,6 +78,8 @@ QUOTE_AGES: dict[str, timedelta] = {
     "1w": timedelta(weeks=1),
 }
 
+DEFAULT_HORIZON = "1d"
+DEFAULT_MOVER_WINDOW = "1h"
 DEFAULT_BINS = 10
 MIN_BINS, MAX_BINS = 2, 50
 # Sports games close when the result is in, typically up to ~3 h before the expected expiration
@@ -251,7 +253,7 @@ class _Tally:
 
 def calibration(
     *,
-    horizon: timedelta = HORIZONS["1d"],
+    horizon: timedelta = HORIZONS[DEFAULT_HORIZON],
     bins: int = DEFAULT_BINS,
     series: str | None = None,
     category: str | None = None,
@@ -577,7 +579,7 @@ class _Candidate:
 
 def movers(
     *,
-    window: timedelta = MOVER_WINDOWS["1h"],
+    window: timedelta = MOVER_WINDOWS[DEFAULT_MOVER_WINDOW],
     limit: int = DEFAULT_MOVERS,
     series: str | None = None,
     category: str | None = None,

@@ -55,7 +55,7 @@ class ProbabilityField(serializers.DecimalField):
 class CalibrationQuerySerializer(serializers.Serializer[dict[str, Any]]):
     horizon = serializers.ChoiceField(
         choices=list(insights.HORIZONS),
-        default="1d",
+        default=insights.DEFAULT_HORIZON,
         help_text="How long before each market's close its mid is read.",
     )
     bins = serializers.IntegerField(
@@ -210,7 +210,7 @@ class CalibrationApi(APIView):
 class MoversQuerySerializer(serializers.Serializer[dict[str, Any]]):
     window = serializers.ChoiceField(
         choices=list(insights.MOVER_WINDOWS),
-        default="1h",
+        default=insights.DEFAULT_MOVER_WINDOW,
         help_text="`1h` compares stored snapshots; `24h` uses Kalshi's day-ago quote on each open market.",
     )
     series = serializers.CharField(required=False, max_length=100, help_text="Series ticker.")
